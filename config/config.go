@@ -69,7 +69,7 @@ type Auth struct {
 	JWKSURL      string `envconfig:"JWKS_URL"`
 	// JWTAlgorithms pins the accepted algorithms (comma-separated). Empty
 	// means the one the key implies: HS256 for a secret, RS256/ES256/EdDSA
-	// for a PEM key by its type, RS256 and ES256 for a JWKS.
+	// for a PEM key by its type, RS256, ES256 and EdDSA for a JWKS.
 	JWTAlgorithms []string `envconfig:"JWT_ALGORITHMS"`
 	Issuer        string   `envconfig:"ISSUER"`
 	Audience      string   `envconfig:"AUDIENCE"`
