@@ -1,0 +1,251 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brokerdev/broker/metadata"
+)
+
+// defaultConnectTimeout bounds a connection attempt when the URL does not
+// (connect_timeout=…). Without it a dial to an unreachable host waits for
+// the request's whole deadline; with it the request gets a prompt 503. It
+// leaves room for a Neon compute waking from suspension.
+const defaultConnectTimeout = 10 * time.Second
+
+// saveAttempts bounds SaveFile's insert-then-look-up loop; see SaveFile.
+const saveAttempts = 3
+
+// Postgres is the metadata.Store on PostgreSQL (Neon included). It holds
+// the process's one connection pool and is safe for concurrent use.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+var _ metadata.Store = (*Postgres)(nil)
+
+// OpenPostgres creates the connection pool for url. Pool settings come from
+// the URL (pool_max_conns, pool_max_conn_idle_time, …; pgxpool's defaults
+// otherwise); connect_timeout defaults to 10s. It does not connect: the
+// first query does, so a server can start while the database is away and
+// report it through Ping.
+func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors quote the connection string, password and all.
+		return nil, errors.New("db: DATABASE_URL is not a valid PostgreSQL URL")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("db: open pool: %w", err)
+	}
+	return &Postgres{pool: pool}, nil
+}
+
+// Pool exposes the pool to tests and benchmarks.
+func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
+
+// Close releases the pool's connections.
+func (p *Postgres) Close() { p.pool.Close() }
+
+// Ping checks that the database answers.
+func (p *Postgres) Ping(ctx context.Context) error {
+	return wrapErr(ctx, "ping", p.pool.Ping(ctx))
+}
+
+// SaveFile records f unless its asset is already recorded, in which case it
+// returns the existing record, whoever owns it, with created=false.
+//
+// The insert and the look-up are separate statements, each atomic. A
+// concurrent insert of the same asset makes ours do nothing (PostgreSQL
+// waits for that transaction to commit first), and the look-up then sees
+// its row. Only a delete landing between the two leaves nothing to find;
+// then the insert is tried again.
+func (p *Postgres) SaveFile(ctx context.Context, f metadata.File) (metadata.File, bool, error) {
+	if f.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return metadata.File{}, false, fmt.Errorf("db: save file: new id: %w", err)
+		}
+		f.ID = id.String()
+	} else if _, err := uuid.Parse(f.ID); err != nil {
+		return metadata.File{}, false, fmt.Errorf("db: save file: id %q is not a UUID: %w", f.ID, err)
+	}
+	// Microseconds are what PostgreSQL keeps (it would round, not
+	// truncate); cutting here makes the returned record and every store
+	// agree with what a later read gives.
+	if f.CreatedAt.IsZero() {
+		f.CreatedAt = time.Now()
+	}
+	f.CreatedAt = f.CreatedAt.UTC().Truncate(time.Microsecond)
+
+	for range saveAttempts {
+		stored, err := scanFile(p.pool.QueryRow(ctx, sqlInsertFile,
+			f.ID, f.Provider, f.ProviderID, f.URL, f.ResourceType, f.UserID,
+			f.Bytes, f.Format, f.MimeType, f.Width, f.Height, f.OriginalFilename, f.CreatedAt))
+		if err == nil {
+			return stored, true, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return metadata.File{}, false, wrapErr(ctx, "save file", err)
+		}
+		existing, err := scanFile(p.pool.QueryRow(ctx, sqlFileByAsset, f.Provider, f.ProviderID))
+		if err == nil {
+			return existing, false, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return metadata.File{}, false, wrapErr(ctx, "save file: look up existing record", err)
+		}
+	}
+	return metadata.File{}, false, fmt.Errorf("db: save file %s %s: the existing record kept vanishing before it could be read", f.Provider, f.ProviderID)
+}
+
+// GetFile returns the user's file with this id, or metadata.ErrNotFound.
+func (p *Postgres) GetFile(ctx context.Context, userID, id string) (metadata.File, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		// No file has an id that is not a UUID.
+		return metadata.File{}, metadata.ErrNotFound
+	}
+	return p.getOne(ctx, "get file", sqlFileByID, id, userID)
+}
+
+// GetByProviderID returns the user's file for this provider asset, or
+// metadata.ErrNotFound.
+func (p *Postgres) GetByProviderID(ctx context.Context, userID, provider, providerID string) (metadata.File, error) {
+	return p.getOne(ctx, "get file by provider id", sqlUserFileByAsset, userID, provider, providerID)
+}
+
+func (p *Postgres) getOne(ctx context.Context, op, sql string, args ...any) (metadata.File, error) {
+	f, err := scanFile(p.pool.QueryRow(ctx, sql, args...))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return metadata.File{}, metadata.ErrNotFound
+	case err != nil:
+		return metadata.File{}, wrapErr(ctx, op, err)
+	}
+	return f, nil
+}
+
+// The position before every row: 'infinity' is later than any created_at,
+// so the first page needs no separate statement.
+var (
+	listStart   = pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
+	listStartID = uuid.Max.String()
+)
+
+// ListFiles returns up to q.Limit of the user's files, newest first
+// (created_at, then id, descending), strictly after q.After.
+func (p *Postgres) ListFiles(ctx context.Context, userID string, q metadata.ListQuery) ([]metadata.File, error) {
+	if q.Limit < 1 {
+		return nil, fmt.Errorf("db: list files: limit must be at least 1, got %d", q.Limit)
+	}
+	var afterTime any = listStart
+	afterID := listStartID
+	if !q.After.IsZero() {
+		if _, err := uuid.Parse(q.After.ID); err != nil {
+			return nil, fmt.Errorf("db: list files: cursor id %q is not a UUID: %w", q.After.ID, err)
+		}
+		afterTime, afterID = q.After.CreatedAt, q.After.ID
+	}
+	rows, err := p.pool.Query(ctx, sqlListFiles, userID, q.Provider, q.ResourceType, afterTime, afterID, q.Limit)
+	if err != nil {
+		return nil, wrapErr(ctx, "list files", err)
+	}
+	files, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (metadata.File, error) { return scanFile(row) })
+	if err != nil {
+		return nil, wrapErr(ctx, "list files", err)
+	}
+	return files, nil
+}
+
+// DeleteFile removes the user's file with this id, or returns
+// metadata.ErrNotFound.
+func (p *Postgres) DeleteFile(ctx context.Context, userID, id string) error {
+	if _, err := uuid.Parse(id); err != nil {
+		return metadata.ErrNotFound
+	}
+	tag, err := p.pool.Exec(ctx, sqlDeleteFile, id, userID)
+	if err != nil {
+		return wrapErr(ctx, "delete file", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return metadata.ErrNotFound
+	}
+	return nil
+}
+
+// scanFile reads one row of fileColumns.
+func scanFile(row pgx.Row) (metadata.File, error) {
+	var f metadata.File
+	err := row.Scan(&f.ID, &f.Provider, &f.ProviderID, &f.URL, &f.ResourceType, &f.UserID,
+		&f.Bytes, &f.Format, &f.MimeType, &f.Width, &f.Height, &f.OriginalFilename, &f.CreatedAt)
+	// pgx gives timestamptz in the local zone; records are UTC everywhere.
+	f.CreatedAt = f.CreatedAt.UTC()
+	return f, err
+}
+
+// Migrate applies the pending migrations. See MigratePostgres.
+func (p *Postgres) Migrate(ctx context.Context) error {
+	migrations, err := loadMigrations(migrationFiles, "migrations/postgres")
+	if err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if err := p.apply(ctx, m); err != nil {
+			return wrapErr(ctx, "migration "+m.name, err)
+		}
+	}
+	return nil
+}
+
+// apply runs one migration in its own transaction, unless already applied.
+// The advisory lock comes first, so replicas starting together take turns:
+// the first applies, the others then find it recorded. A transaction-scoped
+// lock is released by COMMIT or ROLLBACK whatever happens, and works
+// through a transaction-mode connection pooler such as Neon's.
+func (p *Postgres) apply(ctx context.Context, m migration) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlMigrationLock, migrationLockKey); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sqlCreateMigrationsTable); err != nil {
+			return err
+		}
+		var applied bool
+		if err := tx.QueryRow(ctx, sqlMigrationApplied, m.version).Scan(&applied); err != nil {
+			return err
+		}
+		if applied {
+			return nil
+		}
+		// Without arguments pgx sends the file as one simple-protocol
+		// query, which may hold many statements.
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, sqlRecordMigration, m.version, m.name)
+		return err
+	})
+}
+
+// MigratePostgres applies the pending migrations to the database at url
+// and closes its connections: what `broker migrate` runs. Idempotent, and
+// safe to run from several processes at once.
+func MigratePostgres(ctx context.Context, url string) error {
+	p, err := OpenPostgres(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return p.Migrate(ctx)
+}
