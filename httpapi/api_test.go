@@ -192,7 +192,7 @@ func TestFilesPagesFiltersAndScoping(t *testing.T) {
 	if r := s.do("GET", "/files?provider=cloudinary&resource_type=video", "alice", ""); r.Status != 200 || len(r.Body["files"].([]any)) != 0 {
 		t.Errorf("resource_type filter: %s", r.Raw)
 	}
-	for _, q := range []string{"limit=0", "limit=101", "limit=x", "cursor=%%%", "cursor=bm9wZQ", "provider=imgur", "resource_type=pdf"} {
+	for _, q := range []string{"limit=0", "limit=101", "limit=x", "cursor=!!!", "cursor=bm9wZQ", "provider=imgur", "resource_type=pdf"} {
 		if r := s.do("GET", "/files?"+q, "alice", ""); r.Status != 400 || r.code() != "invalid_request" {
 			t.Errorf("%s: %d %s", q, r.Status, r.Raw)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -60,7 +61,7 @@ func newStack(t *testing.T) *stack {
 	}
 	emuSrv := httptest.NewServer(emu.Handler())
 	t.Cleanup(emuSrv.Close)
-	t.Cleanup(emu.Close)
+	t.Cleanup(func() { _ = emu.Close() })
 	client := &cloudinary.Client{
 		CloudName: cloudName, APIKey: apiKey, APISecret: apiSecret,
 		UploadPrefix: emuSrv.URL + "/cloudinary", DeliveryURL: emuSrv.URL + "/cloudinary",
@@ -74,7 +75,7 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Deps{Service: svc, Auth: verifier}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Deps{Service: svc, Auth: verifier, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(srv.Close)
 	return &stack{t: t, URL: srv.URL, Emu: emu, EmuURL: emuSrv.URL, Store: store}
 }

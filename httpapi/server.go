@@ -51,12 +51,14 @@ func New(d Deps) *echo.Echo {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
-	api := e.Group("", s.Auth.Middleware())
-	api.GET("/generate-signature", s.generateSignature)
-	api.POST("/save-metadata", s.saveMetadata)
-	api.GET("/files", s.listFiles)
-	api.GET("/files/:id", s.getFile)
-	api.DELETE("/files/:id", s.deleteFile)
+	// Per-route rather than an Echo group: a group's middleware also runs
+	// for unknown paths, which would turn every 404 into a 401.
+	authed := s.Auth.Middleware()
+	e.GET("/generate-signature", s.generateSignature, authed)
+	e.POST("/save-metadata", s.saveMetadata, authed)
+	e.GET("/files", s.listFiles, authed)
+	e.GET("/files/:id", s.getFile, authed)
+	e.DELETE("/files/:id", s.deleteFile, authed)
 
 	if d.Mount != nil {
 		d.Mount(e)
