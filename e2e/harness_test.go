@@ -183,4 +183,3 @@ func runScript(t *testing.T, script string, env map[string]string) string {
 	}
 	return out.String()
 }
-
