@@ -8,10 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"image"
-	_ "image/gif" // registered so image.DecodeConfig recognises uploads
-	_ "image/jpeg"
-	_ "image/png"
 	"io"
 	"mime"
 	"net/http"
@@ -103,7 +99,8 @@ func newCloudinary(e *Emulator, acct CloudinaryAccount) (*cloudinary, error) {
 }
 
 func (c *cloudinary) routes(mux *http.ServeMux) {
-	api := func(h cldHandler) http.Handler { return c.e.withFaults(c.serve(h), writeCldError) }
+	fail := func(w http.ResponseWriter, _ *http.Request, status int, msg string) { writeCldError(w, status, msg) }
+	api := func(h cldHandler) http.Handler { return c.e.withFaults(c.serve(h), fail) }
 	mux.Handle("POST /cloudinary/v1_1/{cloud}/{resource_type}/upload", api(c.upload))
 	mux.Handle("POST /cloudinary/v1_1/{cloud}/{resource_type}/destroy", api(c.destroy))
 	mux.Handle("GET /cloudinary/v1_1/{cloud}/resources/{resource_type}/{type}/{public_id...}", api(c.resource))
@@ -208,50 +205,18 @@ func (c *cloudinary) readForm(w http.ResponseWriter, r *http.Request, wantFile b
 	return form, nil
 }
 
+// readMultipart reads the fields and, with wantFile, stores the first file
+// part, which Cloudinary expects under the name "file".
 func (c *cloudinary) readMultipart(r *http.Request, form *cldForm, wantFile bool) ([][2]string, error) {
-	mr, err := r.MultipartReader()
-	if err != nil {
-		return nil, fmt.Errorf("multipart: %w", err)
+	maxFiles := 0
+	if wantFile {
+		maxFiles = 1
 	}
-	var pairs [][2]string
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			return pairs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("multipart: %w", err)
-		}
-		name := part.FormName()
-		// A "file" part is the bytes when it looks like a file; a plain text
-		// part named "file" carries a data URI or URL, like a form field.
-		isFile := name == "file" && (part.FileName() != "" || !isTextPart(part.Header.Get("Content-Type")))
-		switch {
-		case name == "":
-		case isFile && wantFile && form.file == nil:
-			b, err := c.e.store.put(part)
-			if err != nil {
-				return nil, err
-			}
-			form.file, form.filename = &b, part.FileName()
-		case isFile:
-			// Not needed (destroy) or a second file: read past it.
-		default:
-			v, err := io.ReadAll(part)
-			if err != nil {
-				return nil, fmt.Errorf("multipart field %s: %w", name, err)
-			}
-			pairs = append(pairs, [2]string{name, string(v)})
-		}
-		if _, err := io.Copy(io.Discard, part); err != nil {
-			return nil, fmt.Errorf("multipart: %w", err)
-		}
+	pairs, files, err := c.e.store.readMultipart(r, func(name string) bool { return name == "file" }, maxFiles)
+	if len(files) > 0 {
+		form.file, form.filename = &files[0].Blob, files[0].Filename
 	}
-}
-
-func isTextPart(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return contentType == "" || mt == "text/plain"
+	return pairs, err
 }
 
 func readURLEncoded(body io.Reader) ([][2]string, error) {
@@ -654,29 +619,19 @@ var (
 // decode WebP and friends). An explicit image or video resource type must
 // match the bytes, as at Cloudinary; "auto" falls back to raw.
 func (c *cloudinary) probe(b blob, filename, requested string) (cldKind, error) {
-	rc, err := c.e.store.open(b.ID)
+	info, err := c.e.store.inspect(b.ID)
 	if err != nil {
-		return cldKind{}, err
-	}
-	defer rc.Close()
-	cfg, decoded, decodeErr := image.DecodeConfig(rc)
-	if _, err := rc.Seek(0, io.SeekStart); err != nil {
 		return cldKind{}, fmt.Errorf("probe upload: %w", err)
 	}
-	head := make([]byte, 512)
-	n, err := io.ReadFull(rc, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return cldKind{}, fmt.Errorf("probe upload: %w", err)
-	}
-	sniffed, _, _ := mime.ParseMediaType(http.DetectContentType(head[:n]))
+	sniffed, _, _ := mime.ParseMediaType(info.Sniffed)
 	ext := strings.ToLower(strings.TrimPrefix(path.Ext(filename), "."))
 	sniffedFormat := strings.TrimPrefix(sniffed[strings.IndexByte(sniffed, '/')+1:], "x-")
 
 	var k cldKind
 	switch {
-	case decodeErr == nil:
-		k = cldKind{resourceType: "image", format: decoded, width: cfg.Width, height: cfg.Height}
-		if decoded == "jpeg" {
+	case info.ImageFormat != "":
+		k = cldKind{resourceType: "image", format: info.ImageFormat, width: info.Config.Width, height: info.Config.Height}
+		if info.ImageFormat == "jpeg" {
 			k.format = "jpg"
 		}
 	case cldImageExts[ext]:
@@ -704,7 +659,7 @@ func (c *cloudinary) probe(b blob, filename, requested string) (cldKind, error) 
 		k.contentType = mime.TypeByExtension("." + k.format)
 	}
 	if k.contentType == "" {
-		k.contentType = http.DetectContentType(head[:n])
+		k.contentType = info.Sniffed
 	}
 	return k, nil
 }

@@ -4,9 +4,10 @@
 // answers in their JSON shapes (see /work/shared/specs).
 //
 // This file holds what every provider shares: options, the HTTP mux, byte
-// and state storage, fault injection and notification delivery. Each
-// provider lives in its own file (cloudinary.go) and registers its routes
-// under its own path prefix ("/cloudinary/…").
+// and state storage, multipart parsing, content sniffing, fault injection
+// and notification delivery. Each provider lives in its own file
+// (cloudinary.go, uploadcare.go) and registers its routes under its own
+// path prefix ("/cloudinary/…", "/uploadcare/…").
 package emulator
 
 import (
@@ -18,9 +19,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	_ "image/gif" // registered so image.DecodeConfig recognises uploads
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"log/slog"
 	mathrand "math/rand/v2"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -51,6 +57,14 @@ type Options struct {
 	// scheme, Host and the prefix the handler is mounted under (http.StripPrefix
 	// is detected through RequestURI) followed by "/cloudinary".
 	CloudinaryDeliveryURL string
+	// Uploadcare is the emulated project; nil leaves the /uploadcare routes
+	// unregistered, so they answer 404.
+	Uploadcare *UploadcareProject
+	// UploadcareCDNURL is the CDN base of original_file_url and of webhook
+	// "file" fields, e.g. "http://127.0.0.1:3100/uploadcare/cdn". Empty
+	// derives it from each request like CloudinaryDeliveryURL, followed by
+	// "/uploadcare/cdn".
+	UploadcareCDNURL string
 	// Dir, when set, keeps stored bytes (Dir/blobs) and metadata
 	// (Dir/<provider>.json) on disk; New reloads them, so assets survive a
 	// restart. Empty keeps everything in memory.
@@ -113,6 +127,7 @@ type Emulator struct {
 	inflight sync.WaitGroup
 
 	cld *cloudinary
+	uc  *uploadcare
 }
 
 // New builds an emulator, loading stored assets from opts.Dir when set.
@@ -155,10 +170,17 @@ func New(opts Options) (*Emulator, error) {
 		}
 		e.cld.routes(e.mux)
 	}
+	if opts.Uploadcare != nil {
+		if e.uc, err = newUploadcare(e, *opts.Uploadcare); err != nil {
+			return nil, err
+		}
+		e.uc.routes(e.mux)
+	}
 	return e, nil
 }
 
-// Handler serves every emulated provider: Cloudinary under /cloudinary.
+// Handler serves every emulated provider: Cloudinary under /cloudinary,
+// Uploadcare under /uploadcare.
 // Mount it at the root (`broker emulate`) or under a prefix with
 // http.StripPrefix (`broker dev` uses /emulator).
 func (e *Emulator) Handler() http.Handler { return e.mux }
@@ -184,8 +206,9 @@ func (e *Emulator) Close() error {
 
 // withFaults applies the current Faults before h. fail writes the
 // provider's own error body, so clients parse an injected failure the way
-// they would parse a real one.
-func (e *Emulator) withFaults(h http.Handler, fail func(w http.ResponseWriter, status int, msg string)) http.Handler {
+// they would parse a real one; it gets the request because the body can
+// depend on it (Uploadcare's ?jsonerrors=1).
+func (e *Emulator) withFaults(h http.Handler, fail func(w http.ResponseWriter, r *http.Request, status int, msg string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.faultsMu.Lock()
 		f := e.faults
@@ -208,7 +231,7 @@ func (e *Emulator) withFaults(h http.Handler, fail func(w http.ResponseWriter, s
 				abortConnection(w)
 				return
 			}
-			fail(w, status, fmt.Sprintf("Injected fault (HTTP %d)", status))
+			fail(w, r, status, fmt.Sprintf("Injected fault (HTTP %d)", status))
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -228,14 +251,25 @@ func abortConnection(w http.ResponseWriter) {
 // preflight answers CORS preflights, so a browser page on another origin
 // can upload straight to the emulator as it would to the provider.
 func preflight(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
-		h.Set("Access-Control-Allow-Headers", req)
+	corsPreflight("GET, POST, PUT, DELETE, OPTIONS", "")(w, r)
+}
+
+// corsPreflight answers preflights allowing methods and headers; empty
+// headers allows whatever the browser asks for.
+func corsPreflight(methods, headers string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", methods)
+		if headers == "" {
+			headers = r.Header.Get("Access-Control-Request-Headers")
+		}
+		if headers != "" {
+			h.Set("Access-Control-Allow-Headers", headers)
+		}
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
 	}
-	h.Set("Access-Control-Max-Age", "600")
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // baseURL is scheme://host plus the path the handler is mounted under.
@@ -272,12 +306,18 @@ func marshalJSON(v any) ([]byte, error) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeJSONAs(w, status, "application/json; charset=utf-8", v)
+}
+
+// writeJSONAs is writeJSON with another media type, for APIs that version
+// their answers through it (Uploadcare REST).
+func writeJSONAs(w http.ResponseWriter, status int, contentType string, v any) {
 	body, err := marshalJSON(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
@@ -340,6 +380,17 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
+}
+
+// newUUID returns a random (version 4) UUID, the shape of Uploadcare's file
+// IDs and request IDs.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // randomLowerAlnum returns n characters from [a-z0-9], the alphabet of
@@ -447,6 +498,103 @@ func (s *store) open(id string) (io.ReadSeekCloser, error) {
 		return nil, fmt.Errorf("open blob: %w", err)
 	}
 	return f, nil
+}
+
+// blobInfo is what stored bytes say about themselves.
+type blobInfo struct {
+	// ImageFormat is image.DecodeConfig's name ("png", "jpeg", "gif") when
+	// the bytes decode as an image, with its Config; "" otherwise.
+	ImageFormat string
+	Config      image.Config
+	// Sniffed is http.DetectContentType of the first 512 bytes.
+	Sniffed string
+}
+
+// inspect decodes the image header, if any, and sniffs the content type of
+// a stored blob, without reading more than the headers need.
+func (s *store) inspect(id string) (blobInfo, error) {
+	rc, err := s.open(id)
+	if err != nil {
+		return blobInfo{}, err
+	}
+	defer rc.Close()
+	var info blobInfo
+	if cfg, format, err := image.DecodeConfig(rc); err == nil {
+		info.ImageFormat, info.Config = format, cfg
+	}
+	if _, err := rc.Seek(0, io.SeekStart); err != nil {
+		return blobInfo{}, fmt.Errorf("inspect blob: %w", err)
+	}
+	head := make([]byte, 512)
+	n, err := io.ReadFull(rc, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return blobInfo{}, fmt.Errorf("inspect blob: %w", err)
+	}
+	info.Sniffed = http.DetectContentType(head[:n])
+	return info, nil
+}
+
+// filePart is a file from a multipart body, spooled into the store.
+type filePart struct {
+	Field, Filename, ContentType string
+	Blob                         blob
+}
+
+// readMultipart streams a multipart body into its text fields, in order,
+// and its files. A part is a file when isFileField accepts its name and it
+// carries a file name or a non-text Content-Type; a text part is a value
+// even under a file field's name (Cloudinary takes data URIs so). The first
+// maxFiles files are stored, later ones are read past. On error the files
+// stored so far are removed again.
+func (s *store) readMultipart(r *http.Request, isFileField func(name string) bool, maxFiles int) ([][2]string, []filePart, error) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, nil, fmt.Errorf("multipart: %w", err)
+	}
+	var pairs [][2]string
+	var files []filePart
+	fail := func(err error) ([][2]string, []filePart, error) {
+		for _, f := range files {
+			s.remove(f.Blob.ID)
+		}
+		return nil, nil, err
+	}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return pairs, files, nil
+		}
+		if err != nil {
+			return fail(fmt.Errorf("multipart: %w", err))
+		}
+		name := part.FormName()
+		isFile := isFileField(name) && (part.FileName() != "" || !isTextPart(part.Header.Get("Content-Type")))
+		switch {
+		case name == "":
+		case isFile && len(files) < maxFiles:
+			b, err := s.put(part)
+			if err != nil {
+				return fail(err)
+			}
+			files = append(files, filePart{Field: name, Filename: part.FileName(), ContentType: part.Header.Get("Content-Type"), Blob: b})
+		case isFile:
+			// Not wanted: read past it.
+		default:
+			v, err := io.ReadAll(part)
+			if err != nil {
+				return fail(fmt.Errorf("multipart field %s: %w", name, err))
+			}
+			pairs = append(pairs, [2]string{name, string(v)})
+		}
+		if _, err := io.Copy(io.Discard, part); err != nil {
+			return fail(fmt.Errorf("multipart: %w", err))
+		}
+	}
+}
+
+func isTextPart(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return contentType == "" || mt == "text/plain"
 }
 
 // remove forgets stored bytes; a missing blob is not an error.
