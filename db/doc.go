@@ -1,11 +1,12 @@
 // Package db keeps the broker's file records in a database: the
-// metadata.Store for PostgreSQL (Neon included) and the SQL migrations
-// behind it, embedded in the binary.
+// metadata.Store for PostgreSQL (Neon included) and for SQLite (`broker
+// dev`), and the SQL migrations behind them, embedded in the binary.
 //
 // # Connecting
 //
 // Open and Migrate take DATABASE_URL as it is and pick the store it names
-// (config.ParseDatabaseURL); only PostgreSQL is built so far.
+// (config.ParseDatabaseURL): PostgreSQL for postgres:// and postgresql://,
+// SQLite for sqlite:PATH (see SQLite).
 //
 // OpenPostgres takes a postgres:// or postgresql:// URL and builds the
 // process's single connection pool. Everything pgx understands in the URL
@@ -14,6 +15,15 @@
 // connect_timeout (default 10s, enough for a Neon compute to wake up),
 // sslmode, and default_query_exec_mode (set it to exec or simple_protocol
 // behind a pooler that does not support prepared statements).
+//
+// OpenSQLite takes a file path (sqlite:PATH in DATABASE_URL), creates the
+// file and its folder when missing, and keeps one writer connection and a
+// few readers on it in WAL mode, with a 5 s busy timeout for locks held by
+// other processes. The driver is modernc.org/sqlite, pure Go: no cgo.
+// The SQLite schema (migrations/sqlite) is the same table with SQLite's
+// types: id as canonical lower-case UUID text, created_at as INTEGER
+// microseconds since the Unix epoch, so ordering and cursors are exact.
+// The storetest suite runs against both stores.
 //
 // # Schema
 //
@@ -33,7 +43,9 @@
 // trigger, which supplies the provider; a row inserted through
 // uploadcare_files gets resource_type 'raw', since Uploadcare has no
 // resource types. SELECT, UPDATE and DELETE go through the views directly.
-// The views' id is the files UUID, not the guides' SERIAL integer.
+// The views' id is the files UUID, not the guides' SERIAL integer. SQLite
+// has the same views and INSERT triggers; its upload_timestamp is UTC text
+// with microseconds, and it has no import of older tables.
 //
 // # Migrations
 //

@@ -22,6 +22,13 @@ import (
 //     answers 503 with Retry-After;
 //   - anything else (constraint violations, bugs): wrapped as it is.
 func wrapErr(ctx context.Context, op string, err error) error {
+	return classifyErr(ctx, op, err, unreachable)
+}
+
+// classifyErr is wrapErr with the database's own test for "cannot be
+// reached": each store (PostgreSQL, SQLite) knows its driver's errors, the
+// rest of the classification is shared.
+func classifyErr(ctx context.Context, op string, err error, unreachable func(error) bool) error {
 	if err == nil {
 		return nil
 	}
@@ -29,8 +36,8 @@ func wrapErr(ctx context.Context, op string, err error) error {
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("db: %s: %w", op, err)
 	case errors.Is(ctx.Err(), context.Canceled):
-		// pgx reported the cancellation as the broken connection it
-		// caused; keep both.
+		// The driver reported the cancellation as the broken connection
+		// or interrupted statement it caused; keep both.
 		return fmt.Errorf("db: %s: %w: %w", op, context.Canceled, err)
 	case unreachable(err):
 		return fmt.Errorf("db: %s: %w: %w", op, metadata.ErrUnavailable, err)

@@ -22,8 +22,14 @@ func Open(ctx context.Context, databaseURL string) (metadata.Store, error) {
 			return nil, err
 		}
 		return p, nil
+	case config.DatabaseSQLite:
+		s, err := OpenSQLite(ctx, target)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
-		return nil, unsupported(kind)
+		return nil, fmt.Errorf("db: unknown database kind %q", kind)
 	}
 }
 
@@ -37,12 +43,9 @@ func Migrate(ctx context.Context, databaseURL string) error {
 	switch kind {
 	case config.DatabasePostgres:
 		return MigratePostgres(ctx, target)
+	case config.DatabaseSQLite:
+		return MigrateSQLite(ctx, target)
 	default:
-		return unsupported(kind)
+		return fmt.Errorf("db: unknown database kind %q", kind)
 	}
-}
-
-// unsupported stands in for the SQLite store until it is written.
-func unsupported(kind string) error {
-	return fmt.Errorf("db: the %s store is not available in this build", kind)
 }

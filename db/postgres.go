@@ -66,11 +66,14 @@ func (p *Postgres) Ping(ctx context.Context) error {
 // SaveFile records f unless its asset is already recorded, in which case it
 // returns the existing record, whoever owns it, with created=false.
 //
-// The insert and the look-up are separate statements, each atomic. A
-// concurrent insert of the same asset makes ours do nothing (PostgreSQL
-// waits for that transaction to commit first), and the look-up then sees
-// its row. Only a delete landing between the two leaves nothing to find;
-// then the insert is tried again.
+// One round trip per attempt: acting for f's owner, and allowed to read
+// this one asset's record whoever owns it (row-level security, see
+// rls.go), the batch inserts and then looks the asset up. The two are
+// separate statements, each with its own snapshot, so when a concurrent
+// insert of the same asset makes ours do nothing (PostgreSQL waits for
+// that transaction to commit first), the look-up sees its row. Only a
+// delete landing between the two leaves nothing to find; then the insert
+// is tried again.
 func (p *Postgres) SaveFile(ctx context.Context, f metadata.File) (metadata.File, bool, error) {
 	if f.ID == "" {
 		id, err := uuid.NewV7()
@@ -90,21 +93,39 @@ func (p *Postgres) SaveFile(ctx context.Context, f metadata.File) (metadata.File
 	f.CreatedAt = f.CreatedAt.UTC().Truncate(time.Microsecond)
 
 	for range saveAttempts {
-		stored, err := scanFile(p.pool.QueryRow(ctx, sqlInsertFile,
+		b := actAsForAsset(f.UserID, f.Provider, f.ProviderID)
+		b.Queue(sqlInsertFile,
 			f.ID, f.Provider, f.ProviderID, f.URL, f.ResourceType, f.UserID,
-			f.Bytes, f.Format, f.MimeType, f.Width, f.Height, f.OriginalFilename, f.CreatedAt))
-		if err == nil {
-			return stored, true, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+			f.Bytes, f.Format, f.MimeType, f.Width, f.Height, f.OriginalFilename, f.CreatedAt)
+		b.Queue(sqlFileByAsset, f.Provider, f.ProviderID)
+		var stored metadata.File
+		var created, found bool
+		err := p.sendScoped(ctx, b, func(br pgx.BatchResults) error {
+			var err error
+			stored, err = scanFile(br.QueryRow())
+			switch {
+			case err == nil:
+				created = true
+				return nil
+			case !errors.Is(err, pgx.ErrNoRows):
+				return err
+			}
+			stored, err = scanFile(br.QueryRow())
+			switch {
+			case err == nil:
+				found = true
+				return nil
+			case errors.Is(err, pgx.ErrNoRows):
+				return nil
+			default:
+				return fmt.Errorf("look up existing record: %w", err)
+			}
+		})
+		if err != nil {
 			return metadata.File{}, false, wrapErr(ctx, "save file", err)
 		}
-		existing, err := scanFile(p.pool.QueryRow(ctx, sqlFileByAsset, f.Provider, f.ProviderID))
-		if err == nil {
-			return existing, false, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return metadata.File{}, false, wrapErr(ctx, "save file: look up existing record", err)
+		if created || found {
+			return stored, created, nil
 		}
 	}
 	return metadata.File{}, false, fmt.Errorf("db: save file %s %s: the existing record kept vanishing before it could be read", f.Provider, f.ProviderID)
@@ -116,17 +137,24 @@ func (p *Postgres) GetFile(ctx context.Context, userID, id string) (metadata.Fil
 		// No file has an id that is not a UUID.
 		return metadata.File{}, metadata.ErrNotFound
 	}
-	return p.getOne(ctx, "get file", sqlFileByID, id, userID)
+	return p.getOne(ctx, "get file", userID, sqlFileByID, id, userID)
 }
 
 // GetByProviderID returns the user's file for this provider asset, or
 // metadata.ErrNotFound.
 func (p *Postgres) GetByProviderID(ctx context.Context, userID, provider, providerID string) (metadata.File, error) {
-	return p.getOne(ctx, "get file by provider id", sqlUserFileByAsset, userID, provider, providerID)
+	return p.getOne(ctx, "get file by provider id", userID, sqlUserFileByAsset, userID, provider, providerID)
 }
 
-func (p *Postgres) getOne(ctx context.Context, op, sql string, args ...any) (metadata.File, error) {
-	f, err := scanFile(p.pool.QueryRow(ctx, sql, args...))
+func (p *Postgres) getOne(ctx context.Context, op, userID, sql string, args ...any) (metadata.File, error) {
+	b := actAs(userID)
+	b.Queue(sql, args...)
+	var f metadata.File
+	err := p.sendScoped(ctx, b, func(br pgx.BatchResults) error {
+		var err error
+		f, err = scanFile(br.QueryRow())
+		return err
+	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return metadata.File{}, metadata.ErrNotFound
@@ -157,11 +185,17 @@ func (p *Postgres) ListFiles(ctx context.Context, userID string, q metadata.List
 		}
 		afterTime, afterID = q.After.CreatedAt, q.After.ID
 	}
-	rows, err := p.pool.Query(ctx, sqlListFiles, userID, q.Provider, q.ResourceType, afterTime, afterID, q.Limit)
-	if err != nil {
-		return nil, wrapErr(ctx, "list files", err)
-	}
-	files, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (metadata.File, error) { return scanFile(row) })
+	b := actAs(userID)
+	b.Queue(sqlListFiles, userID, q.Provider, q.ResourceType, afterTime, afterID, q.Limit)
+	var files []metadata.File
+	err := p.sendScoped(ctx, b, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		files, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (metadata.File, error) { return scanFile(row) })
+		return err
+	})
 	if err != nil {
 		return nil, wrapErr(ctx, "list files", err)
 	}
@@ -174,11 +208,18 @@ func (p *Postgres) DeleteFile(ctx context.Context, userID, id string) error {
 	if _, err := uuid.Parse(id); err != nil {
 		return metadata.ErrNotFound
 	}
-	tag, err := p.pool.Exec(ctx, sqlDeleteFile, id, userID)
+	b := actAs(userID)
+	b.Queue(sqlDeleteFile, id, userID)
+	var deleted int64
+	err := p.sendScoped(ctx, b, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		deleted = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return wrapErr(ctx, "delete file", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if deleted == 0 {
 		return metadata.ErrNotFound
 	}
 	return nil

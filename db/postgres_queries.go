@@ -2,7 +2,10 @@ package db
 
 // Every statement the PostgreSQL store sends, in one place. Each one that
 // reads or deletes is scoped by user_id; the one exception is
-// sqlFileByAsset, SaveFile's lookup of whoever already owns an asset.
+// sqlFileByAsset, SaveFile's lookup of whoever already owns an asset. Row
+// level security (migration 0002, rls.go) scopes them all a second time:
+// each runs in a transaction that names its user, and sqlFileByAsset in
+// one that also names the asset it may read.
 
 const fileColumns = `id, provider, provider_id, url, resource_type, user_id,
 	bytes, format, mime_type, width, height, original_filename, created_at`
