@@ -34,6 +34,15 @@ func (s *server) generateSignature(c echo.Context) error {
 			return err
 		}
 		return c.JSON(http.StatusOK, cloudinarySignatureResponse{Success: true, Provider: provider, CloudinarySignature: sig})
+	case metadata.ProviderUploadcare:
+		if resourceType != "" && !listResourceTypes[resourceType] && resourceType != "auto" {
+			return apierror.InvalidRequest("resource_type must be image, video, raw or auto")
+		}
+		sig, err := s.Service.Uploadcare.Sign(user)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, uploadcareSignatureResponse{Success: true, Provider: provider, UploadcareSignature: sig})
 	default:
 		return apierror.InvalidRequest("provider %q is not configured on this broker", provider)
 	}
@@ -65,7 +74,16 @@ func (s *server) configuredProviders() []string {
 	if s.Service.Cloudinary != nil {
 		out = append(out, metadata.ProviderCloudinary)
 	}
+	if s.Service.Uploadcare != nil {
+		out = append(out, metadata.ProviderUploadcare)
+	}
 	return out
+}
+
+type uploadcareSignatureResponse struct {
+	Success  bool   `json:"success"`
+	Provider string `json:"provider"`
+	metadata.UploadcareSignature
 }
 
 type fileResponse struct {
@@ -93,6 +111,12 @@ func (s *server) saveMetadata(c echo.Context) error {
 			return err
 		}
 		f, created, err = s.Service.SaveCloudinary(ctx, user, ev)
+	case metadata.ProviderUploadcare:
+		uuid, ferr := uploadcareUUID(fields)
+		if ferr != nil {
+			return ferr
+		}
+		f, created, err = s.Service.SaveUploadcare(ctx, user, uuid)
 	default:
 		return apierror.InvalidRequest("provider %q is not configured on this broker", provider)
 	}
@@ -129,6 +153,22 @@ func providerOfEvidence(fields map[string]json.RawMessage) (string, error) {
 		}
 	}
 	return "", apierror.InvalidRequest("public_id (Cloudinary) or uuid (Uploadcare) is required")
+}
+
+// uploadcareUUID reads the file's UUID under any of the names clients use:
+// uuid (Uploadcare's own), file_id (Upload API /info/) or file (the /base/
+// answer's key).
+func uploadcareUUID(fields map[string]json.RawMessage) (string, error) {
+	for _, name := range []string{"uuid", "file_id", "file"} {
+		v, err := stringField(fields, name)
+		if err != nil {
+			return "", err
+		}
+		if v != "" {
+			return v, nil
+		}
+	}
+	return "", apierror.InvalidRequest("uuid is required for an Uploadcare file")
 }
 
 type listResponse struct {

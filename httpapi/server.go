@@ -23,6 +23,8 @@ type Deps struct {
 	Logger  *slog.Logger
 	// JSONBodyLimit bounds JSON request bodies (default 1 MiB).
 	JSONBodyLimit int64
+	// UploadMaxBytes bounds a file sent to POST /upload (default 100 MiB).
+	UploadMaxBytes int64
 	// Mount adds routes that live beside the API (emulator, demo page).
 	Mount func(e *echo.Echo)
 }
@@ -38,6 +40,9 @@ func New(d Deps) *echo.Echo {
 	}
 	if d.JSONBodyLimit <= 0 {
 		d.JSONBodyLimit = 1 << 20
+	}
+	if d.UploadMaxBytes <= 0 {
+		d.UploadMaxBytes = 100 << 20
 	}
 	s := &server{Deps: d}
 	e := echo.New()
@@ -59,6 +64,7 @@ func New(d Deps) *echo.Echo {
 	e.GET("/files", s.listFiles, authed)
 	e.GET("/files/:id", s.getFile, authed)
 	e.DELETE("/files/:id", s.deleteFile, authed)
+	e.POST("/upload", s.upload, authed)
 
 	if d.Mount != nil {
 		d.Mount(e)

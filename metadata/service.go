@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/brokerdev/broker/apierror"
 )
@@ -14,6 +15,7 @@ import (
 type Service struct {
 	Store      Store
 	Cloudinary *Cloudinary // nil when Cloudinary is not configured
+	Uploadcare *Uploadcare // nil when Uploadcare is not configured
 }
 
 // Commit records a proven file for its owner. The first commit of an asset
@@ -36,6 +38,30 @@ func (s *Service) SaveCloudinary(ctx context.Context, userID string, ev Cloudina
 		return File{}, false, apierror.InvalidRequest("Cloudinary is not configured on this broker")
 	}
 	f, err := s.Cloudinary.Prove(ctx, userID, ev)
+	if err != nil {
+		return File{}, false, err
+	}
+	return s.Commit(ctx, f)
+}
+
+// SaveUploadcare proves an Uploadcare upload for the user and commits it.
+func (s *Service) SaveUploadcare(ctx context.Context, userID, uuid string) (File, bool, error) {
+	if s.Uploadcare == nil {
+		return File{}, false, apierror.InvalidRequest("Uploadcare is not configured on this broker")
+	}
+	f, err := s.Uploadcare.Prove(ctx, userID, uuid)
+	if err != nil {
+		return File{}, false, err
+	}
+	return s.Commit(ctx, f)
+}
+
+// UploadToUploadcare streams a file to Uploadcare for the user and commits it.
+func (s *Service) UploadToUploadcare(ctx context.Context, userID string, r io.Reader, filename, contentType string) (File, bool, error) {
+	if s.Uploadcare == nil {
+		return File{}, false, apierror.InvalidRequest("Uploadcare is not configured on this broker")
+	}
+	f, err := s.Uploadcare.Upload(ctx, userID, r, filename, contentType)
 	if err != nil {
 		return File{}, false, err
 	}
@@ -91,15 +117,20 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 }
 
 func (s *Service) removeAtProvider(ctx context.Context, f File) error {
-	switch f.Provider {
-	case ProviderCloudinary:
-		if s.Cloudinary == nil {
-			return apierror.New(apierror.CodeProviderUnavailable, "Cloudinary is not configured on this broker, so its asset cannot be deleted")
-		}
-		return s.Cloudinary.Remove(ctx, f)
-	default:
-		return apierror.New(apierror.CodeProviderUnavailable, "provider %q is not configured on this broker", f.Provider)
+	var p interface {
+		Remove(ctx context.Context, f File) error
 	}
+	// Assigned only when configured: a nil *Cloudinary in the interface
+	// would not compare equal to nil.
+	switch {
+	case f.Provider == ProviderCloudinary && s.Cloudinary != nil:
+		p = s.Cloudinary
+	case f.Provider == ProviderUploadcare && s.Uploadcare != nil:
+		p = s.Uploadcare
+	default:
+		return apierror.New(apierror.CodeProviderUnavailable, "%s is not configured on this broker, so its asset cannot be deleted", f.Provider)
+	}
+	return p.Remove(ctx, f)
 }
 
 // storeError turns the Store's sentinel errors into the contract's answers.

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +19,7 @@ import (
 	"github.com/brokerdev/broker/httpapi"
 	"github.com/brokerdev/broker/metadata"
 	"github.com/brokerdev/broker/provider/cloudinary"
+	"github.com/brokerdev/broker/provider/uploadcare"
 	"github.com/brokerdev/broker/signer"
 )
 
@@ -77,7 +75,7 @@ func buildApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, moun
 		return nil, err
 	}
 	svc := newService(cfg, store)
-	e := httpapi.New(httpapi.Deps{Service: svc, Auth: verifier, Logger: logger, Mount: mount})
+	e := httpapi.New(httpapi.Deps{Service: svc, Auth: verifier, Logger: logger, Mount: mount, UploadMaxBytes: cfg.UploadMaxBytes})
 	return &app{store: store, handler: e}, nil
 }
 
@@ -104,42 +102,16 @@ func newService(cfg *config.Config, store metadata.Store) *metadata.Service {
 			TTL: cfg.SignatureTTL, NotificationURL: notify,
 		}, client)
 	}
+	if u := cfg.Uploadcare; u.Enabled() {
+		client := &uploadcare.Client{
+			PublicKey: u.PublicKey, SecretKey: u.SecretKey,
+			// HTTP nil: the client's own defaults bound REST calls to 10 s
+			// but leave a streaming upload as long as it needs.
+			UploadURL: u.UploadURL, APIURL: u.APIURL, CDNURL: u.CDNURL,
+		}
+		svc.Uploadcare = metadata.NewUploadcare(metadata.UploadcareSettings{
+			PublicKey: u.PublicKey, SecretKey: u.SecretKey, UploadURL: u.UploadURL, TTL: cfg.SignatureTTL,
+		}, client)
+	}
 	return svc
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(strings.ToUpper(level)))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// listenAndServe serves until ctx ends (SIGTERM/SIGINT), then stops taking
-// new connections and lets the requests in flight finish.
-func listenAndServe(ctx context.Context, addr string, h http.Handler, logger *slog.Logger, started func(addr string)) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	started(ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down: finishing requests in flight")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
 }

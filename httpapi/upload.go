@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"path/filepath"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/brokerdev/broker/apierror"
+	"github.com/brokerdev/broker/auth"
+	"github.com/brokerdev/broker/metadata"
+)
+
+// multipartOverhead is what a form adds around the file: boundaries, part
+// headers and a short fileName field.
+const multipartOverhead = 64 << 10
+
+// errTooLarge is the size limit tripping while a file streams through.
+var errTooLarge = errors.New("file is larger than the upload limit")
+
+// limitedReader fails once more than max bytes went through, so a file that
+// is too large is cut off while it streams instead of after it was buffered.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return n, errTooLarge
+	}
+	return n, err
+}
+
+type uploadResponse struct {
+	Success bool          `json:"success"`
+	FileURL string        `json:"fileUrl"`
+	File    metadata.File `json:"file"`
+}
+
+// upload is the Uploadcare guide's server-side upload: multipart/form-data
+// with `file` and an optional `fileName` before it. The file is streamed to
+// Uploadcare part by part as it arrives, never held whole in memory.
+func (s *server) upload(c echo.Context) error {
+	if s.Service.Uploadcare == nil {
+		return apierror.InvalidRequest("Uploadcare is not configured on this broker")
+	}
+	req := c.Request()
+	if req.ContentLength > s.UploadMaxBytes+multipartOverhead {
+		return tooLarge(s.UploadMaxBytes)
+	}
+	mt, _, err := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
+	if err != nil || mt != "multipart/form-data" {
+		return apierror.InvalidRequest("Content-Type must be multipart/form-data with a file part named file")
+	}
+	mr, err := req.MultipartReader()
+	if err != nil {
+		return apierror.Wrap(apierror.CodeInvalidRequest, err, "malformed multipart body")
+	}
+	fileName := ""
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return apierror.InvalidRequest("the form has no file part named file")
+		}
+		if err != nil {
+			return apierror.Wrap(apierror.CodeInvalidRequest, err, "malformed multipart body")
+		}
+		switch part.FormName() {
+		case "fileName":
+			v, err := io.ReadAll(io.LimitReader(part, 1024))
+			if err != nil {
+				return apierror.Wrap(apierror.CodeInvalidRequest, err, "could not read fileName")
+			}
+			fileName = strings.TrimSpace(string(v))
+		case "file":
+			return s.streamToUploadcare(c, part, fileName)
+		}
+		part.Close()
+	}
+}
+
+func (s *server) streamToUploadcare(c echo.Context, part *multipart.Part, fileName string) error {
+	name := fileName
+	if name == "" {
+		name = part.FileName()
+	}
+	name = filepath.Base(strings.ReplaceAll(name, "\\", "/"))
+	if name == "." || name == "/" || name == "" {
+		name = "file"
+	}
+	contentType := part.Header.Get("Content-Type")
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	body := &limitedReader{r: part, left: s.UploadMaxBytes}
+	f, created, err := s.Service.UploadToUploadcare(c.Request().Context(), auth.UserID(c), body, name, contentType)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return tooLarge(s.UploadMaxBytes)
+	case err != nil && body.left >= 0 && isClientReadError(err):
+		return apierror.Wrap(apierror.CodeInvalidRequest, err, "the upload was cut off before the file ended")
+	case err != nil:
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, uploadResponse{Success: true, FileURL: f.URL, File: f})
+}
+
+// isClientReadError tells a broken client body (the multipart reader
+// failing) from the provider failing.
+func isClientReadError(err error) bool {
+	var ae *apierror.Error
+	if errors.As(err, &ae) {
+		return false
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "multipart")
+}
+
+func tooLarge(limit int64) error {
+	return apierror.New(apierror.CodePayloadTooLarge, "the file is larger than the limit of %s", humanBytes(limit))
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	default:
+		return fmt.Sprintf("%d bytes", n)
+	}
+}
