@@ -51,8 +51,18 @@ func emulate(stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return listenAndServe(ctx, cfg.Addr, emu.Handler(), logger, func(addr string) {
-		logger.Info("emulator listening", "addr", addr,
-			"cloudinary_upload_prefix", "http://"+addr+"/cloudinary")
+		// The URLs to give the broker (CLOUDINARY_UPLOAD_PREFIX,
+		// UPLOADCARE_UPLOAD_URL, …) for each emulated provider.
+		base := "http://" + addr
+		attrs := []any{"addr", addr}
+		if cfg.Cloudinary.Enabled() {
+			attrs = append(attrs, "cloudinary_upload_prefix", base+"/cloudinary")
+		}
+		if cfg.Uploadcare.Enabled() {
+			attrs = append(attrs, "uploadcare_upload_url", base+"/uploadcare/upload",
+				"uploadcare_api_url", base+"/uploadcare/api", "uploadcare_cdn_url", base+"/uploadcare/cdn")
+		}
+		logger.Info("emulator listening", attrs...)
 	})
 }
 
@@ -70,6 +80,23 @@ func emulatorOptions(cfg *config.Config) emulator.Options {
 		if c.DeliveryURL != "https://res.cloudinary.com" {
 			opts.CloudinaryDeliveryURL = c.DeliveryURL
 		}
+	}
+	if u := cfg.Uploadcare; u.Enabled() {
+		// Signed uploads on: the broker always signs, and a project that
+		// accepted unsigned uploads would let tests pass that must fail.
+		opts.Uploadcare = &emulator.UploadcareProject{
+			PublicKey: u.PublicKey, SecretKey: u.SecretKey, SignedUploads: true,
+			WebhookSecret: u.WebhookSecret,
+		}
+		// Uploadcare keeps webhook subscriptions in the project; the
+		// emulator's one subscription is the broker's own endpoint, known
+		// once PUBLIC_URL says where the broker is.
+		if cfg.PublicURL != "" {
+			opts.Uploadcare.WebhookTargets = []string{cfg.PublicURL + "/webhooks/uploadcare"}
+		}
+		// An empty UPLOADCARE_CDN_URL means the project's ucarecd.net host,
+		// no use offline; a set one names where the emulator is reached.
+		opts.UploadcareCDNURL = u.CDNURL
 	}
 	return opts
 }
@@ -101,8 +128,4 @@ func token(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
-}
-
-func dev(stdout io.Writer) error {
-	return fmt.Errorf("not built yet")
 }

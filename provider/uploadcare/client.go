@@ -214,13 +214,14 @@ func (c *Client) Store(ctx context.Context, uuid string) (*FileInfo, error) {
 }
 
 // Delete removes a file from storage and the CDN. A 404 yields ErrNotFound,
-// which a caller deleting its record may treat as done. The file object
-// Uploadcare answers with is not needed: the 200 is the proof, and refusing
-// a deletion that happened over an unreadable body would only keep a record
-// of a file that no longer exists.
+// which a caller deleting its record may treat as done. The answer must be
+// Uploadcare's file object: a 200 with anything else (a proxy's error page,
+// a cut-off body) proves nothing, and taking it as done would drop the
+// record of a file that may well still be stored, out of everyone's reach.
+// Refusing instead keeps the record for a retry, which converges: deleting
+// a deleted file answers 200 or 404 again.
 func (c *Client) Delete(ctx context.Context, uuid string) error {
-	op := fmt.Sprintf("delete file %q", uuid)
-	_, err := c.restCall(ctx, http.MethodDelete, uuid, "storage/", op)
+	_, err := c.fileCall(ctx, http.MethodDelete, uuid, "storage/", "delete")
 	return err
 }
 

@@ -247,13 +247,14 @@ func TestFileGarbageAnswers(t *testing.T) {
 	}
 }
 
-// A DELETE that answered 200 happened, whatever the body says.
-func TestDeleteIgnoresBody(t *testing.T) {
+// A 200 that is not Uploadcare's file object does not prove the delete:
+// the caller must keep its record (and retry) rather than drop it.
+func TestDeleteNeedsTheFileObject(t *testing.T) {
 	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, `garbage`)
+		writeJSON(w, http.StatusOK, `<html>garbage</html>`)
 	}))
-	if err := c.Delete(context.Background(), testUUID); err != nil {
-		t.Fatal(err)
+	if err := c.Delete(context.Background(), testUUID); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 }
 
