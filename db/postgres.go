@@ -225,6 +225,53 @@ func (p *Postgres) DeleteFile(ctx context.Context, userID, id string) error {
 	return nil
 }
 
+// FindAsset returns the record of a provider asset whoever owns it, or
+// metadata.ErrNotFound. Row-level security lets the transaction read this
+// one asset's record and nothing else (actAsForAsset with no user).
+func (p *Postgres) FindAsset(ctx context.Context, provider, providerID string) (metadata.File, error) {
+	b := actAsForAsset("", provider, providerID)
+	b.Queue(sqlFileByAsset, provider, providerID)
+	var f metadata.File
+	err := p.sendScoped(ctx, b, func(br pgx.BatchResults) error {
+		var err error
+		f, err = scanFile(br.QueryRow())
+		return err
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return metadata.File{}, metadata.ErrNotFound
+	case err != nil:
+		return metadata.File{}, wrapErr(ctx, "find asset", err)
+	}
+	return f, nil
+}
+
+// WebhookDelivered reports whether a delivery with this body hash was
+// recorded for the provider.
+func (p *Postgres) WebhookDelivered(ctx context.Context, provider string, key []byte) (bool, error) {
+	var seen bool
+	if err := p.pool.QueryRow(ctx, sqlWebhookDelivered, provider, key).Scan(&seen); err != nil {
+		return false, wrapErr(ctx, "look up webhook delivery", err)
+	}
+	return seen, nil
+}
+
+// RecordWebhook records a delivery; a key already recorded keeps its
+// first time.
+func (p *Postgres) RecordWebhook(ctx context.Context, provider string, key []byte, at time.Time) error {
+	_, err := p.pool.Exec(ctx, sqlRecordWebhook, provider, key, at.UTC().Truncate(time.Microsecond))
+	return wrapErr(ctx, "record webhook delivery", err)
+}
+
+// PruneWebhooks forgets the deliveries recorded before the given time.
+func (p *Postgres) PruneWebhooks(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := p.pool.Exec(ctx, sqlPruneWebhooks, before.UTC())
+	if err != nil {
+		return 0, wrapErr(ctx, "prune webhook deliveries", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // scanFile reads one row of fileColumns.
 func scanFile(row pgx.Row) (metadata.File, error) {
 	var f metadata.File

@@ -2,7 +2,8 @@ package db
 
 // Every statement the PostgreSQL store sends, in one place. Each one that
 // reads or deletes is scoped by user_id; the one exception is
-// sqlFileByAsset, SaveFile's lookup of whoever already owns an asset. Row
+// sqlFileByAsset, SaveFile's and FindAsset's lookup of whoever owns an
+// asset. Row
 // level security (migration 0002, rls.go) scopes them all a second time:
 // each runs in a transaction that names its user, and sqlFileByAsset in
 // one that also names the asset it may read.
@@ -41,6 +42,19 @@ const (
 	LIMIT $6`
 
 	sqlDeleteFile = `DELETE FROM files WHERE id = $1 AND user_id = $2`
+)
+
+// Webhook deliveries (migration 0003). The table holds no user data and
+// has no row-level security.
+const (
+	sqlWebhookDelivered = `SELECT EXISTS (SELECT 1 FROM webhook_deliveries
+	WHERE provider = $1 AND body_sha256 = $2)`
+
+	sqlRecordWebhook = `INSERT INTO webhook_deliveries (provider, body_sha256, delivered_at)
+	VALUES ($1, $2, $3)
+	ON CONFLICT (provider, body_sha256) DO NOTHING`
+
+	sqlPruneWebhooks = `DELETE FROM webhook_deliveries WHERE delivered_at < $1`
 )
 
 // Migration bookkeeping.

@@ -160,6 +160,15 @@ const (
 	LIMIT ?6`
 
 	sqliteDeleteFile = `DELETE FROM files WHERE id = ? AND user_id = ?`
+
+	// Webhook deliveries (migrations/sqlite/0002); delivered_at is
+	// microseconds since the Unix epoch.
+	sqliteWebhookDelivered = `SELECT EXISTS (SELECT 1 FROM webhook_deliveries
+	WHERE provider = ? AND body_sha256 = ?)`
+	sqliteRecordWebhook = `INSERT INTO webhook_deliveries (provider, body_sha256, delivered_at)
+	VALUES (?, ?, ?)
+	ON CONFLICT (provider, body_sha256) DO NOTHING`
+	sqlitePruneWebhooks = `DELETE FROM webhook_deliveries WHERE delivered_at < ?`
 )
 
 // SaveFile records f unless its asset is already recorded, in which case it
@@ -297,6 +306,42 @@ func (s *SQLite) DeleteFile(ctx context.Context, userID, id string) error {
 		return metadata.ErrNotFound
 	}
 	return nil
+}
+
+// FindAsset returns the record of a provider asset whoever owns it, or
+// metadata.ErrNotFound.
+func (s *SQLite) FindAsset(ctx context.Context, provider, providerID string) (metadata.File, error) {
+	return s.getOne(ctx, "find asset", sqliteFileByAsset, provider, providerID)
+}
+
+// WebhookDelivered reports whether a delivery with this body hash was
+// recorded for the provider.
+func (s *SQLite) WebhookDelivered(ctx context.Context, provider string, key []byte) (bool, error) {
+	var seen bool
+	if err := s.read.QueryRowContext(ctx, sqliteWebhookDelivered, provider, key).Scan(&seen); err != nil {
+		return false, s.wrap(ctx, "look up webhook delivery", err)
+	}
+	return seen, nil
+}
+
+// RecordWebhook records a delivery; a key already recorded keeps its
+// first time.
+func (s *SQLite) RecordWebhook(ctx context.Context, provider string, key []byte, at time.Time) error {
+	_, err := s.write.ExecContext(ctx, sqliteRecordWebhook, provider, key, at.UnixMicro())
+	return s.wrap(ctx, "record webhook delivery", err)
+}
+
+// PruneWebhooks forgets the deliveries recorded before the given time.
+func (s *SQLite) PruneWebhooks(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.write.ExecContext(ctx, sqlitePruneWebhooks, before.UnixMicro())
+	if err != nil {
+		return 0, s.wrap(ctx, "prune webhook deliveries", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, s.wrap(ctx, "prune webhook deliveries", err)
+	}
+	return n, nil
 }
 
 // scanSQLiteFile reads one row of fileColumns from a *sql.Row or *sql.Rows.

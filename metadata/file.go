@@ -58,7 +58,8 @@ var ErrNotFound = errors.New("metadata: not found")
 var ErrUnavailable = errors.New("metadata: database unavailable")
 
 // Store keeps File records. Every read and delete is scoped to one user;
-// only SaveFile looks across users, to enforce one owner per asset.
+// only SaveFile, to enforce one owner per asset, and FindAsset, for
+// webhooks, look across users.
 type Store interface {
 	// SaveFile inserts f unless a record for (f.Provider, f.ProviderID)
 	// exists. It returns the record now stored (f, or the existing one,
@@ -72,6 +73,18 @@ type Store interface {
 	ListFiles(ctx context.Context, userID string, q ListQuery) ([]File, error)
 	// DeleteFile removes the user's file with this id, or returns ErrNotFound.
 	DeleteFile(ctx context.Context, userID, id string) error
+	// FindAsset returns the record of a provider asset whoever owns it, or
+	// ErrNotFound: a webhook learns of an asset before it knows the owner.
+	FindAsset(ctx context.Context, provider, providerID string) (File, error)
+	// WebhookDelivered reports whether a webhook delivery with this key
+	// (the SHA-256 of its body) was recorded for the provider.
+	WebhookDelivered(ctx context.Context, provider string, key []byte) (bool, error)
+	// RecordWebhook records a delivery at the given time; recording the
+	// same key again changes nothing and is no error.
+	RecordWebhook(ctx context.Context, provider string, key []byte, at time.Time) error
+	// PruneWebhooks forgets the deliveries recorded before the given time
+	// and returns how many it forgot.
+	PruneWebhooks(ctx context.Context, before time.Time) (int64, error)
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the connections.

@@ -110,7 +110,10 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 	if err := s.removeAtProvider(ctx, f); err != nil {
 		return err
 	}
-	if err := s.Store.DeleteFile(ctx, userID, id); err != nil {
+	// Not found here means the provider's delete notification removed the
+	// record while the provider was deleting (webhook.go): gone either
+	// way, as the user asked.
+	if err := s.Store.DeleteFile(ctx, userID, id); err != nil && !errors.Is(err, ErrNotFound) {
 		return storeError(err)
 	}
 	return nil

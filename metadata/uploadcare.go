@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"path"
 	"strconv"
 	"strings"
@@ -29,6 +30,9 @@ type UploadcareSettings struct {
 	SecretKey string
 	UploadURL string
 	TTL       time.Duration
+	// WebhookSecret is the webhook's signing secret (X-Uc-Signature,
+	// webhook.go); empty refuses every webhook.
+	WebhookSecret string
 }
 
 // Uploadcare issues signed uploads and proves them through the REST API.
@@ -162,7 +166,7 @@ func (u *Uploadcare) storeAndDescribe(ctx context.Context, userID string, info *
 		f.Format = nonEmpty(strings.ToLower(img.Format))
 	}
 	if f.Format == nil {
-		if ext := strings.TrimPrefix(path.Ext(info.OriginalFilename), "."); formatPattern.MatchString(ext) {
+		if ext := strings.TrimPrefix(path.Ext(info.OriginalFilename), "."); isFormat(ext) {
 			f.Format = nonEmpty(strings.ToLower(ext))
 		}
 	}
@@ -194,17 +198,34 @@ func (u *Uploadcare) Upload(ctx context.Context, userID string, r io.Reader, fil
 	}
 	uuid, err := u.api.UploadBase(ctx, r, filename, contentType, "0", map[string]string{IntentMetadataKey: intent}, u.settings.TTL)
 	if err != nil {
-		var refused *uploadcare.UploadError
-		if errors.As(err, &refused) && !errors.Is(err, uploadcare.ErrUnavailable) {
-			return File{}, apierror.Wrap(apierror.CodeInvalidRequest, err, "Uploadcare refused the file: %s", refused.Message)
-		}
-		return File{}, err
+		return File{}, uploadFailure(err)
 	}
 	info, err := u.lookup(ctx, uuid)
 	if err != nil {
 		return File{}, err
 	}
 	return u.storeAndDescribe(ctx, userID, info)
+}
+
+// uploadFailure sorts a failed UploadBase into the contract's answers. An
+// error of the reader itself (the caller's size limit, its client cutting
+// the body short) is none of Uploadcare's and passes through unchanged.
+func uploadFailure(err error) error {
+	var refused *uploadcare.UploadError
+	switch {
+	case errors.Is(err, uploadcare.ErrUnavailable):
+		return apierror.Wrap(apierror.CodeProviderUnavailable, err, "Uploadcare did not take the file; nothing was recorded, try again")
+	case !errors.As(err, &refused):
+		return err
+	case refused.Status == http.StatusRequestEntityTooLarge:
+		return apierror.Wrap(apierror.CodePayloadTooLarge, err, "Uploadcare refused the file as too large: %s", refused.Message)
+	case refused.Status == http.StatusUnauthorized || refused.Status == http.StatusForbidden:
+		// Signature and project key are the broker's configuration: the
+		// client can do nothing about them.
+		return apierror.Wrap(apierror.CodeProviderUnavailable, err, "Uploadcare refused the broker's credentials (%s); nothing was recorded", refused.Code)
+	default:
+		return apierror.Wrap(apierror.CodeInvalidRequest, err, "Uploadcare refused the file: %s", refused.Message)
+	}
 }
 
 // Remove deletes the file at Uploadcare. A file Uploadcare no longer has is

@@ -47,6 +47,10 @@ func Run(t *testing.T, open func(t *testing.T) metadata.Store) {
 		{"ConcurrentSaveCreatesOnce", testConcurrentSave},
 		{"CanceledContext", testCanceledContext},
 		{"Ping", testPing},
+		{"FindAssetWhoeverOwnsIt", testFindAsset},
+		{"WebhookDeliveriesRecordedOnce", testWebhookDeliveries},
+		{"PruneWebhooksByAge", testPruneWebhooks},
+		{"ConcurrentRecordWebhook", testConcurrentRecordWebhook},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -556,5 +560,113 @@ func testCanceledContext(t *testing.T, s metadata.Store) {
 func testPing(t *testing.T, s metadata.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Errorf("Ping: %v", err)
+	}
+}
+
+func testFindAsset(t *testing.T, s metadata.Store) {
+	ctx := context.Background()
+	alice := save(t, s, newFile("alice"))
+	bob := save(t, s, newFile("bob"))
+	for _, want := range []metadata.File{alice, bob} {
+		got, err := s.FindAsset(ctx, want.Provider, want.ProviderID)
+		if err != nil {
+			t.Fatalf("FindAsset(%s): %v", want.ProviderID, err)
+		}
+		sameFile(t, "FindAsset", got, want)
+	}
+	_, err := s.FindAsset(ctx, metadata.ProviderUploadcare, alice.ProviderID)
+	wantNotFound(t, "FindAsset(other provider)", err)
+	_, err = s.FindAsset(ctx, alice.Provider, alice.ProviderID+"x")
+	wantNotFound(t, "FindAsset(other asset)", err)
+	if err := s.DeleteFile(ctx, "alice", alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.FindAsset(ctx, alice.Provider, alice.ProviderID)
+	wantNotFound(t, "FindAsset(deleted)", err)
+}
+
+// webhookKey is a distinct 32-byte key per name.
+func webhookKey(name string) []byte {
+	k := make([]byte, 32)
+	copy(k, name)
+	return k
+}
+
+func delivered(t *testing.T, s metadata.Store, provider string, key []byte) bool {
+	t.Helper()
+	seen, err := s.WebhookDelivered(context.Background(), provider, key)
+	if err != nil {
+		t.Fatalf("WebhookDelivered: %v", err)
+	}
+	return seen
+}
+
+func testWebhookDeliveries(t *testing.T, s metadata.Store) {
+	ctx := context.Background()
+	a, b := webhookKey("a"), webhookKey("b")
+	if delivered(t, s, metadata.ProviderCloudinary, a) {
+		t.Fatal("a key nobody recorded is delivered")
+	}
+	at := time.Now()
+	for range 2 {
+		// Recording again is no error: concurrent deliveries both record.
+		if err := s.RecordWebhook(ctx, metadata.ProviderCloudinary, a, at); err != nil {
+			t.Fatalf("RecordWebhook: %v", err)
+		}
+	}
+	if !delivered(t, s, metadata.ProviderCloudinary, a) {
+		t.Error("a recorded key is not delivered")
+	}
+	if delivered(t, s, metadata.ProviderUploadcare, a) {
+		t.Error("a key recorded for Cloudinary is delivered for Uploadcare")
+	}
+	if delivered(t, s, metadata.ProviderCloudinary, b) {
+		t.Error("another key is delivered")
+	}
+}
+
+func testPruneWebhooks(t *testing.T, s metadata.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	old, fresh := webhookKey("old"), webhookKey("fresh")
+	if err := s.RecordWebhook(ctx, metadata.ProviderUploadcare, old, now.Add(-8*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordWebhook(ctx, metadata.ProviderUploadcare, fresh, now); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneWebhooks(ctx, now.Add(-7*24*time.Hour))
+	if err != nil {
+		t.Fatalf("PruneWebhooks: %v", err)
+	}
+	if n != 1 {
+		t.Errorf("PruneWebhooks removed %d, want 1", n)
+	}
+	if delivered(t, s, metadata.ProviderUploadcare, old) {
+		t.Error("a pruned delivery is still delivered")
+	}
+	if !delivered(t, s, metadata.ProviderUploadcare, fresh) {
+		t.Error("a fresh delivery was pruned")
+	}
+}
+
+func testConcurrentRecordWebhook(t *testing.T, s metadata.Store) {
+	key := webhookKey("same")
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := s.RecordWebhook(context.Background(), metadata.ProviderUploadcare, key, time.Now()); err != nil {
+				t.Errorf("RecordWebhook: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if !delivered(t, s, metadata.ProviderUploadcare, key) {
+		t.Error("the delivery is not recorded")
 	}
 }
