@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	brokerBin = filepath.Join(dir, "broker")
-	build := exec.Command("go", "build", "-o", brokerBin, "./cmd/broker")
+	// Built as the Dockerfile builds it (static, paths trimmed), so every
+	// test runs what the image ships, and container_test.go's build with
+	// the Dockerfile's own line only links again.
+	build := exec.Command("go", "build", "-trimpath", "-o", brokerBin, "./cmd/broker")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Dir = repoRoot
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
@@ -66,8 +70,15 @@ func (p *process) Output() string {
 // "listening" log line to learn the address.
 func start(t *testing.T, env map[string]string, args ...string) *process {
 	t.Helper()
+	return startIn(t, t.TempDir(), env, args...)
+}
+
+// startIn is start in the working directory dir, for state kept there
+// across restarts (`broker dev`'s .broker folder).
+func startIn(t *testing.T, dir string, env map[string]string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(brokerBin, args...)
-	cmd.Dir = t.TempDir()
+	cmd.Dir = dir
 	cmd.Env = environ(env)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
