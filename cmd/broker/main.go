@@ -24,6 +24,7 @@ Commands:
   emulate    run only the provider emulator
   token      print a JWT for a user: broker token --sub USER [--ttl 1h]
   version    print the version
+  healthcheck  exit 0 if the broker on ADDR answers /healthz (the container's HEALTHCHECK)
 
 Configuration comes from the environment and a .env file; see README.md.
 `
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = emulate(stdout)
 	case "token":
 		err = token(args, stdout)
+	case "healthcheck":
+		err = healthcheck(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "broker", version())
 	case "help", "-h", "--help":
