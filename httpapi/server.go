@@ -27,10 +27,26 @@ type Deps struct {
 	UploadMaxBytes int64
 	// Mount adds routes that live beside the API (emulator, demo page).
 	Mount func(e *echo.Echo)
+	// CORSOrigins are the browser origins allowed to call the API
+	// (CORS_ORIGINS; "*" for any). Empty: no CORS headers at all.
+	CORSOrigins []string
+	// RateLimitPerMinute is each user's allowance of signatures, and
+	// separately of saves (RATE_LIMIT_PER_MINUTE). 0: no limit.
+	RateLimitPerMinute int
+	// Metrics receives the HTTP layer's measurements and serves /metrics;
+	// nil makes a registry of its own.
+	Metrics *Metrics
+	// ReadTimeout and WriteTimeout bound a JSON request's body and answer
+	// (default 60 s each); StreamIdleTimeout is how long an upload may
+	// stall (default 60 s). See deadlines in limits.go.
+	ReadTimeout, WriteTimeout, StreamIdleTimeout time.Duration
+	// Now is the rate limiter's clock; nil means time.Now.
+	Now func() time.Time
 }
 
 type server struct {
 	Deps
+	limiter *rateLimiter // nil when RateLimitPerMinute is 0
 }
 
 // New builds the broker's Echo instance.
@@ -44,64 +60,58 @@ func New(d Deps) *echo.Echo {
 	if d.UploadMaxBytes <= 0 {
 		d.UploadMaxBytes = 100 << 20
 	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics()
+	}
+	for _, t := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&d.ReadTimeout, defaultReadTimeout}, {&d.WriteTimeout, defaultWriteTimeout}, {&d.StreamIdleTimeout, defaultStreamIdleTimeout}} {
+		if *t.v <= 0 {
+			*t.v = t.def
+		}
+	}
 	s := &server{Deps: d}
+	if d.RateLimitPerMinute > 0 {
+		s.limiter = newRateLimiter(d.RateLimitPerMinute, d.Now)
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{TargetHeader: echo.HeaderXRequestID}))
-	e.Use(s.logRequests)
+	// Outermost first: every answer, a panic's and a preflight's included,
+	// carries a request id and is logged and counted; deadlines and the
+	// body limit apply before any handler reads.
+	e.Use(requestID, s.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: false, LogErrorFunc: s.logPanic}))
+	if mw := cors(d.CORSOrigins); mw != nil {
+		e.Use(mw)
+	}
+	e.Use(s.deadlines, s.limitBody)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.metrics)
+	e.GET("/openapi.yaml", s.openAPI)
 
 	// Per-route rather than an Echo group: a group's middleware also runs
 	// for unknown paths, which would turn every 404 into a 401.
 	authed := s.Auth.Middleware()
-	e.GET("/generate-signature", s.generateSignature, authed)
-	e.POST("/save-metadata", s.saveMetadata, authed)
+	e.GET(routeGenerateSignature, s.generateSignature, authed, s.rateLimit(actionSign))
+	e.POST(routeSaveMetadata, s.saveMetadata, authed, s.rateLimit(actionSave))
 	e.GET("/files", s.listFiles, authed)
 	e.GET("/files/:id", s.getFile, authed)
 	e.DELETE("/files/:id", s.deleteFile, authed)
-	e.POST("/upload", s.upload, authed)
+	e.POST(routeUpload, s.upload, authed, s.rateLimit(actionSave))
+
+	// Signed by the provider over the raw body (webhooks.go), not by a JWT.
+	e.POST("/webhooks/cloudinary", s.cloudinaryWebhook)
+	e.POST("/webhooks/uploadcare", s.uploadcareWebhook)
 
 	if d.Mount != nil {
 		d.Mount(e)
 	}
 	return e
-}
-
-func (s *server) logPanic(c echo.Context, err error, stack []byte) error {
-	s.Logger.Error("panic", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "error", err, "stack", string(stack))
-	return err
-}
-
-// logRequests writes one structured line per request. It logs the route
-// pattern, never the query string or headers, so tokens and signatures stay
-// out of the logs.
-func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		err := next(c)
-		if err != nil {
-			c.Error(err)
-		}
-		status := c.Response().Status
-		level := slog.LevelInfo
-		if status >= 500 {
-			level = slog.LevelError
-		}
-		s.Logger.LogAttrs(c.Request().Context(), level, "request",
-			slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
-			slog.String("method", c.Request().Method),
-			slog.String("route", c.Path()),
-			slog.Int("status", status),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("user", auth.UserID(c)),
-		)
-		return nil
-	}
 }
 
 func (s *server) healthz(c echo.Context) error {

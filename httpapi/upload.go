@@ -88,13 +88,62 @@ func (s *server) upload(c echo.Context) error {
 			}
 			fileName = strings.TrimSpace(string(v))
 		case "file":
-			return s.streamToUploadcare(c, part, fileName)
+			return s.streamToUploadcare(c, &soleFile{part: part, form: mr}, part, fileName)
 		}
 		part.Close()
 	}
 }
 
-func (s *server) streamToUploadcare(c echo.Context, part *multipart.Part, fileName string) error {
+// errSecondFile is a form with more than one file part: which one the
+// caller meant is unclear, and recording the first would drop the rest
+// silently.
+var errSecondFile = errors.New("the form has more than one part named file")
+
+// soleFile reads the file part and, once it ends, the rest of the form. A
+// second file part fails that last read, so the upload to Uploadcare is
+// cut off before it completes and nothing is recorded.
+type soleFile struct {
+	part    io.Reader
+	form    *multipart.Reader
+	checked bool
+}
+
+func (f *soleFile) Read(p []byte) (int, error) {
+	n, err := f.part.Read(p)
+	if errors.Is(err, io.EOF) && !f.checked {
+		f.checked = true
+		if restErr := f.checkRest(); restErr != nil {
+			return n, restErr
+		}
+	}
+	return n, err
+}
+
+// checkRest reads the parts after the file, which carry nothing the
+// broker uses; their size is bounded like the form's other overhead.
+func (f *soleFile) checkRest() error {
+	left := int64(multipartOverhead)
+	for {
+		part, err := f.form.NextPart()
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		case part.FormName() == "file":
+			return errSecondFile
+		}
+		n, err := io.Copy(io.Discard, io.LimitReader(part, left+1))
+		if err != nil {
+			return err
+		}
+		if left -= n; left < 0 {
+			return errTooLarge
+		}
+	}
+}
+
+func (s *server) streamToUploadcare(c echo.Context, file io.Reader, part *multipart.Part, fileName string) error {
 	name := fileName
 	if name == "" {
 		name = part.FileName()
@@ -107,11 +156,13 @@ func (s *server) streamToUploadcare(c echo.Context, part *multipart.Part, fileNa
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	body := &limitedReader{r: part, left: s.UploadMaxBytes}
+	body := &limitedReader{r: file, left: s.UploadMaxBytes}
 	f, created, err := s.Service.UploadToUploadcare(c.Request().Context(), auth.UserID(c), body, name, contentType)
 	switch {
 	case errors.Is(err, errTooLarge):
 		return tooLarge(s.UploadMaxBytes)
+	case errors.Is(err, errSecondFile):
+		return apierror.Wrap(apierror.CodeInvalidRequest, err, "send one file per request: the form has more than one part named file")
 	case err != nil && body.left >= 0 && isClientReadError(err):
 		return apierror.Wrap(apierror.CodeInvalidRequest, err, "the upload was cut off before the file ended")
 	case err != nil:

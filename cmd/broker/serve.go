@@ -39,6 +39,9 @@ func serve(stdout io.Writer) error {
 	logger := newLogger(stdout, cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown; a second one, with the
+	// default handling restored, ends the process at once.
+	context.AfterFunc(ctx, stop)
 
 	app, err := buildApp(ctx, cfg, logger, nil)
 	if err != nil {
@@ -74,23 +77,111 @@ func buildApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, moun
 		store.Close()
 		return nil, err
 	}
-	svc := newService(cfg, store)
-	e := httpapi.New(httpapi.Deps{Service: svc, Auth: verifier, Logger: logger, Mount: mount, UploadMaxBytes: cfg.UploadMaxBytes})
+	metrics := httpapi.NewMetrics()
+	if p, ok := store.(*db.Postgres); ok {
+		metrics.WatchPool(p.Pool())
+		warnIfBypassesRLS(ctx, p, logger)
+	}
+	svc := newService(cfg, store, metrics)
+	e := httpapi.New(httpapi.Deps{
+		Service: svc, Auth: verifier, Logger: logger, Mount: mount, UploadMaxBytes: cfg.UploadMaxBytes,
+		CORSOrigins: cfg.CORSOrigins, RateLimitPerMinute: cfg.RateLimitPerMinute, Metrics: metrics,
+	})
 	return &app{store: store, handler: e}, nil
 }
 
-// providerHTTPClient is shared by the provider clients; the timeout keeps a
-// hung provider from holding requests (and goroutines) forever.
-var providerHTTPClient = &http.Client{Timeout: 15 * time.Second}
+// warnIfBypassesRLS logs a warning when the database role is exempt from
+// row-level security: the broker works, but the policies that keep a
+// faulty query to one user's rows are not applied (docs/neon.md).
+func warnIfBypassesRLS(ctx context.Context, p *db.Postgres, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	bypass, err := p.BypassesRLS(ctx)
+	switch {
+	case err != nil:
+		logger.Warn("could not check whether the database role bypasses row-level security", "error", err)
+	case bypass:
+		logger.Warn("the database role bypasses row-level security (it is a superuser or has BYPASSRLS), "+
+			"so the policies on files are not applied; connect as a role without BYPASSRLS (docs/neon.md)",
+			"see", "docs/neon.md")
+	}
+}
 
-func newService(cfg *config.Config, store metadata.Store) *metadata.Service {
+// Provider call limits. Cloudinary's calls (Admin API lookup, destroy) are
+// small JSON exchanges. Uploadcare's REST calls are too, but its /base/
+// upload streams a whole file and may take minutes: it gets no overall
+// limit, only a bound on the wait for the answer once the file is sent.
+const (
+	cloudinaryCallTimeout     = 15 * time.Second
+	uploadcareRESTTimeout     = 10 * time.Second
+	uploadcareAnswerTimeout   = 2 * time.Minute
+	providerIdleConnsPerHost  = 16
+	providerIdleConnTimeout   = 90 * time.Second
+	providerTLSHandshakeLimit = 10 * time.Second
+)
+
+// providerTransport is a transport of its own for one provider, timed
+// into the provider latency metrics.
+func providerTransport(m *httpapi.Metrics, provider string, answerTimeout time.Duration) http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = providerIdleConnsPerHost
+	t.IdleConnTimeout = providerIdleConnTimeout
+	t.TLSHandshakeTimeout = providerTLSHandshakeLimit
+	t.ResponseHeaderTimeout = answerTimeout
+	return m.InstrumentProvider(provider, t)
+}
+
+// bodylessTimeout bounds the requests without a body (Uploadcare's REST
+// calls) as an http.Client Timeout would, and leaves the streamed uploads,
+// which have one, to the caller's context.
+type bodylessTimeout struct {
+	base    http.RoundTripper
+	timeout time.Duration
+}
+
+func (t bodylessTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		return t.base.RoundTrip(req)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends a request's context once its answer has been read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// newService wires the use cases to the providers' clients; m times their
+// calls (nil: a registry nobody reads).
+func newService(cfg *config.Config, store metadata.Store, m *httpapi.Metrics) *metadata.Service {
+	if m == nil {
+		m = httpapi.NewMetrics()
+	}
 	svc := &metadata.Service{Store: store}
 	if c := cfg.Cloudinary; c.Enabled() {
 		alg := signer.Algorithm(c.SignatureAlgorithm)
 		client := &cloudinary.Client{
 			CloudName: c.CloudName, APIKey: c.APIKey, APISecret: c.APISecret,
 			UploadPrefix: c.UploadPrefix, DeliveryURL: c.DeliveryURL,
-			Algorithm: alg, HTTP: providerHTTPClient,
+			Algorithm: alg,
+			HTTP: &http.Client{
+				Timeout:   cloudinaryCallTimeout,
+				Transport: providerTransport(m, metadata.ProviderCloudinary, cloudinaryCallTimeout),
+			},
 		}
 		notify := ""
 		if cfg.PublicURL != "" {
@@ -99,18 +190,23 @@ func newService(cfg *config.Config, store metadata.Store) *metadata.Service {
 		svc.Cloudinary = metadata.NewCloudinary(metadata.CloudinarySettings{
 			CloudName: c.CloudName, APIKey: c.APIKey, APISecret: c.APISecret,
 			UploadPrefix: c.UploadPrefix, Folder: c.Folder, Algorithm: alg,
-			TTL: cfg.SignatureTTL, NotificationURL: notify,
+			TTL: cfg.SignatureTTL, NotificationURL: notify, WebhookMaxAge: c.WebhookMaxAge,
 		}, client)
 	}
 	if u := cfg.Uploadcare; u.Enabled() {
 		client := &uploadcare.Client{
 			PublicKey: u.PublicKey, SecretKey: u.SecretKey,
-			// HTTP nil: the client's own defaults bound REST calls to 10 s
-			// but leave a streaming upload as long as it needs.
+			// No Timeout: it would bound the streamed uploads too. The
+			// transport bounds REST calls as the client's own default would.
+			HTTP: &http.Client{Transport: bodylessTimeout{
+				base:    providerTransport(m, metadata.ProviderUploadcare, uploadcareAnswerTimeout),
+				timeout: uploadcareRESTTimeout,
+			}},
 			UploadURL: u.UploadURL, APIURL: u.APIURL, CDNURL: u.CDNURL,
 		}
 		svc.Uploadcare = metadata.NewUploadcare(metadata.UploadcareSettings{
 			PublicKey: u.PublicKey, SecretKey: u.SecretKey, UploadURL: u.UploadURL, TTL: cfg.SignatureTTL,
+			WebhookSecret: u.WebhookSecret,
 		}, client)
 	}
 	return svc
