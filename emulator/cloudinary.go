@@ -122,9 +122,16 @@ func cldErrorf(status int, format string, args ...any) error {
 }
 
 // writeCldError writes {"error":{"message":…}} and, as Cloudinary does,
-// the same text in X-Cld-Error.
+// the same text in X-Cld-Error. The message may quote what the client sent;
+// control characters become spaces, since in a header line they would
+// break the client's reading of the whole answer.
 func writeCldError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("X-Cld-Error", strings.NewReplacer("\r", " ", "\n", " ").Replace(msg))
+	w.Header().Set("X-Cld-Error", strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, msg))
 	writeJSON(w, status, map[string]any{"error": map[string]string{"message": msg}})
 }
 
