@@ -306,8 +306,18 @@ func (p *Postgres) apply(ctx context.Context, m migration) error {
 		if _, err := tx.Exec(ctx, sqlMigrationLock, migrationLockKey); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, sqlCreateMigrationsTable); err != nil {
+		// CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when
+		// the table is there; asking first lets a role that may only read
+		// and write rows (docs/neon.md's broker_app) start with
+		// AUTO_MIGRATE=true once the owner has migrated.
+		var tableExists bool
+		if err := tx.QueryRow(ctx, sqlMigrationsTableExists).Scan(&tableExists); err != nil {
 			return err
+		}
+		if !tableExists {
+			if _, err := tx.Exec(ctx, sqlCreateMigrationsTable); err != nil {
+				return err
+			}
 		}
 		var applied bool
 		if err := tx.QueryRow(ctx, sqlMigrationApplied, m.version).Scan(&applied); err != nil {

@@ -65,6 +65,8 @@ const (
 
 	sqlMigrationLock = `SELECT pg_advisory_xact_lock($1)`
 
+	sqlMigrationsTableExists = `SELECT to_regclass('schema_migrations') IS NOT NULL`
+
 	sqlCreateMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    bigint      PRIMARY KEY,
 	name       text        NOT NULL,

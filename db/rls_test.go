@@ -324,3 +324,12 @@ func TestStoreAsRoleWithoutBypass(t *testing.T) {
 		return p
 	})
 }
+
+// Once the owner has migrated, the application role can start with
+// AUTO_MIGRATE=true: finding nothing pending needs no CREATE right.
+func TestAppRoleMigratesWhenNothingIsPending(t *testing.T) {
+	rdb := newRLSDatabase(t)
+	if err := db.MigratePostgres(context.Background(), rdb.appURL); err != nil {
+		t.Fatalf("migrate as the application role after the owner: %v", err)
+	}
+}
