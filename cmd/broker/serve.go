@@ -21,6 +21,7 @@ import (
 	"github.com/brokerdev/broker/provider/cloudinary"
 	"github.com/brokerdev/broker/provider/uploadcare"
 	"github.com/brokerdev/broker/signer"
+	"github.com/brokerdev/broker/web"
 )
 
 func serve(stdout io.Writer) error {
@@ -43,7 +44,9 @@ func serve(stdout io.Writer) error {
 	// default handling restored, ends the process at once.
 	context.AfterFunc(ctx, stop)
 
-	app, err := buildApp(ctx, cfg, logger, nil)
+	// The demo page is served in production too (the contract's GET /): it
+	// holds no token of its own, the user pastes one.
+	app, err := buildApp(ctx, cfg, logger, func(e *echo.Echo) { web.Register(e, web.Options{}) })
 	if err != nil {
 		return err
 	}
