@@ -405,7 +405,9 @@ func (c *Client) UploadBase(ctx context.Context, r io.Reader, filename, contentT
 	// net/http waits for the body writer before a cancelled round trip
 	// returns, and that writer may sit in a stalled source read: closing
 	// the pipe when the context ends is what lets the call return on time.
-	stopWatching := context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
+	// The write end, so that the transport's pending read gets the
+	// context's error rather than io.ErrClosedPipe.
+	stopWatching := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
 	defer stopWatching()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(c.UploadURL, DefaultUploadURL)+"/base/?jsonerrors=1", pr)
@@ -652,6 +654,11 @@ type answer struct {
 func (c *Client) send(hc *http.Client, req *http.Request, op string) (answer, error) {
 	resp, err := hc.Do(req)
 	if err != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			// The transport may report how the cut-off body write failed
+			// instead of why: keep the caller's reason visible.
+			err = fmt.Errorf("%w: %w", ctxErr, err)
+		}
 		return answer{}, fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
 	defer resp.Body.Close()
