@@ -3,7 +3,7 @@
 # answers there the test helper starts a throwaway cluster with initdb/pg_ctl.
 GO ?= go
 
-.PHONY: test vet build bench fmt
+.PHONY: test vet build bench fmt fuzz
 
 test: vet
 	$(GO) test -race -count=1 ./...
@@ -14,3 +14,28 @@ vet:
 
 build:
 	$(GO) build -o bin/broker ./cmd/broker
+
+# The benchmark suite (bench/cmd/bench, docs/benchmarks.md): micro-benchmarks,
+# then load over loopback against PostgreSQL and the guide's Node server;
+# about four minutes. BENCH_DURATION=10s and the other BENCH_* variables
+# listed in bench/cmd/bench/main.go tune it.
+bench:
+	$(GO) build -o bin/bench ./bench/cmd/bench
+	GO=$(GO) bin/bench
+
+# Short fuzz runs for CI (the seed corpora already run in `make test`):
+# each target FUZZTIME long, one at a time, since go test fuzzes one target
+# per package per run. FUZZTIME=1m make fuzz searches longer; a failing
+# input is written to the package's testdata/fuzz/<target>/.
+FUZZTIME ?= 10s
+FUZZ_TARGETS = auth:FuzzVerify auth:FuzzVerifyMutated auth:FuzzBearerHeader \
+	signer:FuzzCloudinaryStringToSign signer:FuzzEmulatorAcceptsSignedParams \
+	signer:FuzzBrokerSignaturesUpload signer:FuzzUploadcareExpire \
+	httpapi:FuzzSaveBodyDecoding metadata:FuzzWebhookVerification metadata:FuzzMatchersAgreeWithRegexps
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== fuzz $$name ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done

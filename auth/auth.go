@@ -52,6 +52,8 @@ type Verifier struct {
 	issuer    string
 	audience  string
 	parser    *jwt.Parser
+	// verified caches successful verifications (cache.go); nil with JWKS.
+	verified *verifiedCache
 	// now is the clock of both claim validation and the JWKS cache; tests
 	// replace it to move time without sleeping.
 	now func() time.Time
@@ -127,6 +129,9 @@ func New(ctx context.Context, cfg config.Auth) (*Verifier, error) {
 		opts = append(opts, jwt.WithAudience(v.audience))
 	}
 	v.parser = jwt.NewParser(opts...)
+	if v.jwks == nil {
+		v.verified = newVerifiedCache()
+	}
 	return v, nil
 }
 
@@ -157,6 +162,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (string, error) {
 	if len(raw) > maxTokenBytes {
 		return "", apierror.Unauthorized("token is malformed: longer than %d bytes", maxTokenBytes)
 	}
+	if v.verified != nil {
+		if user, ok := v.verified.get(raw, v.now()); ok {
+			return user, nil
+		}
+	}
 	claims := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		return v.keyFor(ctx, t)
@@ -164,7 +174,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (string, error) {
 	if err != nil {
 		return "", v.explain(tok, claims, err)
 	}
-	return v.userFrom(claims)
+	user, err := v.userFrom(claims)
+	if err == nil && v.verified != nil {
+		v.verified.put(raw, user, claims)
+	}
+	return user, err
 }
 
 // keyFor returns the key(s) that may have signed t. The parser has already

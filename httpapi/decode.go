@@ -47,14 +47,18 @@ func readJSONObject(c echo.Context, limit int64) (map[string]json.RawMessage, []
 // failures in terms of the request: where the syntax broke, which field has
 // the wrong type.
 func strictUnmarshal(data []byte, dst any) error {
+	// json.Unmarshal takes exactly one value and nothing but white space
+	// after it, and costs a third less than a Decoder: it is the road of
+	// every valid body. A refusal is explained by the Decoder, which says
+	// where and why in the request's terms.
+	if json.Unmarshal(data, dst) == nil {
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
-		return apierror.InvalidRequest("request body has data after the JSON value")
-	}
-	return nil
+	return apierror.InvalidRequest("request body has data after the JSON value")
 }
 
 func jsonError(err error) error {

@@ -2,7 +2,6 @@ package metadata
 
 import (
 	"encoding/base32"
-	"regexp"
 	"strings"
 )
 
@@ -10,10 +9,25 @@ import (
 // under Cloudinary's 255-character limit.
 const MaxUserIDBytes = 128
 
-// plainSegment is the set of user ids used verbatim as their own segment. It
-// starts with a letter or digit, so it never collides with an encoded segment,
-// which starts with '_'.
-var plainSegment = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+// plainSegment reports whether id is used verbatim as its own segment: 1 to
+// 64 ASCII letters, digits, '_' and '-', starting with a letter or digit, so
+// it never collides with an encoded segment, which starts with '_'. A loop
+// rather than a regexp: it runs on every signature and every save.
+func plainSegment(id string) bool {
+	if len(id) == 0 || len(id) > 64 || !isASCIIAlnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		if c := id[i]; !isASCIIAlnum(c) && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIIAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
 
 var segmentEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
@@ -23,7 +37,7 @@ var segmentEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 // the lower-case unpadded base32 of its UTF-8 bytes. Reversible, so that a
 // webhook can name the owner from the public ID alone.
 func UserSegment(userID string) string {
-	if plainSegment.MatchString(userID) {
+	if plainSegment(userID) {
 		return userID
 	}
 	return "_" + strings.ToLower(segmentEncoding.EncodeToString([]byte(userID)))
@@ -31,7 +45,7 @@ func UserSegment(userID string) string {
 
 // UserFromSegment inverts UserSegment.
 func UserFromSegment(segment string) (string, bool) {
-	if plainSegment.MatchString(segment) {
+	if plainSegment(segment) {
 		return segment, true
 	}
 	enc, ok := strings.CutPrefix(segment, "_")

@@ -3,7 +3,7 @@ package signer
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -22,25 +22,40 @@ import (
 // api_key and signature is the caller's job, as it is in the official SDKs.
 func CloudinaryStringToSign(params map[string]string, version int) string {
 	keys := make([]string, 0, len(params))
+	size := 0
 	for k, v := range params {
 		if v != "" {
 			keys = append(keys, k)
+			size += len(k) + len(v) + 2
 		}
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 
 	var b strings.Builder
+	b.Grow(size) // exact unless "&" is escaped: one allocation
 	for i, k := range keys {
 		if i > 0 {
 			b.WriteByte('&')
 		}
-		pair := k + "=" + params[k]
-		if version >= 2 {
-			pair = strings.ReplaceAll(pair, "&", "%26")
-		}
-		b.WriteString(pair)
+		writeEscaped(&b, k, version >= 2)
+		b.WriteByte('=')
+		writeEscaped(&b, params[k], version >= 2)
 	}
 	return b.String()
+}
+
+// writeEscaped writes s, with every "&" as "%26" when escape is set.
+func writeEscaped(b *strings.Builder, s string, escape bool) {
+	for escape {
+		i := strings.IndexByte(s, '&')
+		if i < 0 {
+			break
+		}
+		b.WriteString(s[:i])
+		b.WriteString("%26")
+		s = s[i+1:]
+	}
+	b.WriteString(s)
 }
 
 // SignCloudinary returns the lowercase hex digest of the string to sign with
