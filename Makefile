@@ -3,7 +3,7 @@
 # answers there the test helper starts a throwaway cluster with initdb/pg_ctl.
 GO ?= go
 
-.PHONY: test vet build bench fmt fuzz
+.PHONY: test vet build bench bench-upload fmt fuzz
 
 test: vet
 	$(GO) test -race -count=1 ./...
@@ -22,6 +22,11 @@ build:
 bench:
 	$(GO) build -o bin/bench ./bench/cmd/bench
 	GO=$(GO) bin/bench
+
+# Peak RSS of the broker while POST /upload streams 10 MB and 500 MB files
+# (docs/benchmarks.md, "Streaming upload memory").
+bench-upload:
+	$(GO) run ./bench/uploadrss
 
 # Short fuzz runs for CI (the seed corpora already run in `make test`):
 # each target FUZZTIME long, one at a time, since go test fuzzes one target
