@@ -51,16 +51,18 @@ type cloudinaryVectors struct {
 	} `json:"url"`
 }
 
-// specsFile finds a file of shared/specs by walking up from the working
-// directory, so the test works from the package directory, from the module
-// root, and wherever the shared folder sits above the checkout. A missing
-// file fails the test: silently skipping would let the vectors stop guarding
-// the signer without anyone noticing.
-func specsFile(t *testing.T, name string) string {
-	t.Helper()
+// vectorsFile is the committed copy of the spec's vectors, so the test needs
+// nothing outside the checkout. Where the shared specs folder sits above the
+// checkout (the team's machines), the copy must still equal it: an updated
+// spec then fails the test until the copy is refreshed.
+const vectorsFile = "testdata/cloudinary-vectors.json"
+
+// sharedSpecsFile finds a file of shared/specs by walking up from the
+// working directory, or returns "" when there is none.
+func sharedSpecsFile(name string) string {
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatalf("working directory: %v", err)
+		return ""
 	}
 	for {
 		candidate := filepath.Join(dir, "shared", "specs", name)
@@ -69,16 +71,34 @@ func specsFile(t *testing.T, name string) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatalf("shared/specs/%s not found in any parent of the working directory; "+
-				"the reference vectors must sit in a shared/specs folder at or above the repository", name)
+			return ""
 		}
 		dir = parent
 	}
 }
 
+func TestVectorsCopyMatchesSpec(t *testing.T) {
+	spec := sharedSpecsFile("cloudinary-vectors.json")
+	if spec == "" {
+		t.Log("no shared/specs above the checkout; the committed copy stands alone")
+		return
+	}
+	want, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(vectorsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from %s: copy the spec's vectors again", vectorsFile, spec)
+	}
+}
+
 func loadCloudinaryVectors(t *testing.T) cloudinaryVectors {
 	t.Helper()
-	path := specsFile(t, "cloudinary-vectors.json")
+	path := vectorsFile
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("read %s: %v", path, err)
