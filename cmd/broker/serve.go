@@ -37,7 +37,9 @@ func serve(stdout io.Writer) error {
 	if cfg.Addr == "" {
 		cfg.Addr = ":3000"
 	}
-	logger := newLogger(stdout, cfg.LogLevel)
+	logs := newLogBuffer(stdout, 50*time.Millisecond)
+	defer logs.Close()
+	logger := newLogger(logs, cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The first signal starts a graceful shutdown; a second one, with the
