@@ -137,17 +137,18 @@ func (p *Postgres) GetFile(ctx context.Context, userID, id string) (metadata.Fil
 		// No file has an id that is not a UUID.
 		return metadata.File{}, metadata.ErrNotFound
 	}
-	return p.getOne(ctx, "get file", userID, sqlFileByID, id, userID)
+	return p.getOne(ctx, "get file", actAs(userID), sqlFileByID, id, userID)
 }
 
 // GetByProviderID returns the user's file for this provider asset, or
 // metadata.ErrNotFound.
 func (p *Postgres) GetByProviderID(ctx context.Context, userID, provider, providerID string) (metadata.File, error) {
-	return p.getOne(ctx, "get file by provider id", userID, sqlUserFileByAsset, userID, provider, providerID)
+	return p.getOne(ctx, "get file by provider id", actAs(userID), sqlUserFileByAsset, userID, provider, providerID)
 }
 
-func (p *Postgres) getOne(ctx context.Context, op, userID, sql string, args ...any) (metadata.File, error) {
-	b := actAs(userID)
+// getOne runs one single-row query in the batch b (actAs or
+// actAsForAsset), so the row-level-security setting goes with it.
+func (p *Postgres) getOne(ctx context.Context, op string, b *pgx.Batch, sql string, args ...any) (metadata.File, error) {
 	b.Queue(sql, args...)
 	var f metadata.File
 	err := p.sendScoped(ctx, b, func(br pgx.BatchResults) error {
@@ -229,21 +230,7 @@ func (p *Postgres) DeleteFile(ctx context.Context, userID, id string) error {
 // metadata.ErrNotFound. Row-level security lets the transaction read this
 // one asset's record and nothing else (actAsForAsset with no user).
 func (p *Postgres) FindAsset(ctx context.Context, provider, providerID string) (metadata.File, error) {
-	b := actAsForAsset("", provider, providerID)
-	b.Queue(sqlFileByAsset, provider, providerID)
-	var f metadata.File
-	err := p.sendScoped(ctx, b, func(br pgx.BatchResults) error {
-		var err error
-		f, err = scanFile(br.QueryRow())
-		return err
-	})
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return metadata.File{}, metadata.ErrNotFound
-	case err != nil:
-		return metadata.File{}, wrapErr(ctx, "find asset", err)
-	}
-	return f, nil
+	return p.getOne(ctx, "find asset", actAsForAsset("", provider, providerID), sqlFileByAsset, provider, providerID)
 }
 
 // WebhookDelivered reports whether a delivery with this body hash was
