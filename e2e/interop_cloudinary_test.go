@@ -33,6 +33,15 @@ func TestCloudinarySDKInterop(t *testing.T) {
 			t.Logf("node --test sdk.test.mjs (%s):\n%s", alg, tapSummary(out))
 		})
 	}
+	// The same SDK against `broker dev`, whose emulator sits under
+	// /emulator/ on the broker's own listener: what a newcomer points the
+	// SDK at first.
+	t.Run("broker dev", func(t *testing.T) {
+		dev := start(t, map[string]string{"ADDR": "127.0.0.1:0", "CLOUDINARY_URL": cloudinaryURL}, "dev")
+		sdkURL := cloudinaryURL + "?upload_prefix=" + url.QueryEscape(dev.URL+"/emulator/cloudinary")
+		out := nodeTest(t, dir, map[string]string{"CLOUDINARY_URL": sdkURL}, "sdk.test.mjs")
+		t.Logf("node --test sdk.test.mjs (broker dev):\n%s", tapSummary(out))
+	})
 }
 
 // npmCI installs a Node test package exactly as its lock file says. It runs
