@@ -21,6 +21,7 @@ import (
 	"github.com/brokerdev/broker/internal/testdb"
 	"github.com/brokerdev/broker/metadata"
 	"github.com/brokerdev/broker/provider/cloudinary"
+	"github.com/brokerdev/broker/provider/uploadcare"
 	"github.com/brokerdev/broker/signer"
 )
 
@@ -40,7 +41,9 @@ type stack struct {
 	Store  *db.Postgres
 }
 
-func newStack(t *testing.T) *stack {
+// migratedStore is a fresh, migrated PostgreSQL database's store, closed
+// when the test ends.
+func migratedStore(t *testing.T) *db.Postgres {
 	t.Helper()
 	ctx := context.Background()
 	dbURL := testdb.PostgresURL(t)
@@ -52,19 +55,44 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	emu, err := emulator.New(emulator.Options{
-		Cloudinary:              &emulator.CloudinaryAccount{CloudName: cloudName, APIKey: apiKey, APISecret: apiSecret},
-		NotificationRetryDelays: []time.Duration{},
-	})
+	return store
+}
+
+// serveEmulator runs an emulator with opts over real HTTP until the test
+// ends, and returns it with its base URL. Notifications are not retried,
+// so a test's ending is not held up by a retry schedule.
+func serveEmulator(t *testing.T, opts emulator.Options) (*emulator.Emulator, string) {
+	t.Helper()
+	opts.NotificationRetryDelays = []time.Duration{}
+	emu, err := emulator.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	emuSrv := httptest.NewServer(emu.Handler())
-	t.Cleanup(emuSrv.Close)
+	srv := httptest.NewServer(emu.Handler())
+	t.Cleanup(srv.Close)
 	t.Cleanup(func() { _ = emu.Close() })
+	return emu, srv.URL
+}
+
+// uploadcareClient is the broker's Uploadcare client for the emulator at
+// emuURL, signing with secret.
+func uploadcareClient(emuURL, secret string, hc *http.Client) *uploadcare.Client {
+	return &uploadcare.Client{
+		PublicKey: ucPub, SecretKey: secret, HTTP: hc,
+		UploadURL: emuURL + "/uploadcare/upload", APIURL: emuURL + "/uploadcare/api", CDNURL: emuURL + "/uploadcare/cdn",
+	}
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	store := migratedStore(t)
+	emu, emuURL := serveEmulator(t, emulator.Options{
+		Cloudinary: &emulator.CloudinaryAccount{CloudName: cloudName, APIKey: apiKey, APISecret: apiSecret},
+	})
 	client := &cloudinary.Client{
 		CloudName: cloudName, APIKey: apiKey, APISecret: apiSecret,
-		UploadPrefix: emuSrv.URL + "/cloudinary", DeliveryURL: emuSrv.URL + "/cloudinary",
+		UploadPrefix: emuURL + "/cloudinary", DeliveryURL: emuURL + "/cloudinary",
 		Algorithm: signer.SHA1, HTTP: &http.Client{Timeout: 2 * time.Second},
 	}
 	svc := &metadata.Service{Store: store, Cloudinary: metadata.NewCloudinary(metadata.CloudinarySettings{
@@ -77,7 +105,7 @@ func newStack(t *testing.T) *stack {
 	}
 	srv := httptest.NewServer(httpapi.New(httpapi.Deps{Service: svc, Auth: verifier, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(srv.Close)
-	return &stack{t: t, URL: srv.URL, Emu: emu, EmuURL: emuSrv.URL, Store: store}
+	return &stack{t: t, URL: srv.URL, Emu: emu, EmuURL: emuURL, Store: store}
 }
 
 func tokenFor(t *testing.T, user string) string {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/brokerdev/broker/emulator"
 	"github.com/brokerdev/broker/httpapi"
 	"github.com/brokerdev/broker/metadata"
-	"github.com/brokerdev/broker/provider/uploadcare"
 )
 
 // chunked hides a reader's length, so the client sends the body chunked
@@ -112,20 +110,10 @@ func post(t *testing.T, url, contentType, user string, body io.Reader) (int, str
 // uploadcareOnEmulator wires Uploadcare to an emulator of its own.
 func uploadcareOnEmulator(t *testing.T) *metadata.Uploadcare {
 	t.Helper()
-	emu, err := emulator.New(emulator.Options{
-		Uploadcare:              &emulator.UploadcareProject{PublicKey: ucPub, SecretKey: ucSecret, SignedUploads: true},
-		NotificationRetryDelays: []time.Duration{},
+	_, emuURL := serveEmulator(t, emulator.Options{
+		Uploadcare: &emulator.UploadcareProject{PublicKey: ucPub, SecretKey: ucSecret, SignedUploads: true},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu.Handler())
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { _ = emu.Close() })
-	client := &uploadcare.Client{
-		PublicKey: ucPub, SecretKey: ucSecret,
-		UploadURL: srv.URL + "/uploadcare/upload", APIURL: srv.URL + "/uploadcare/api", CDNURL: srv.URL + "/uploadcare/cdn",
-	}
+	client := uploadcareClient(emuURL, ucSecret, nil)
 	return metadata.NewUploadcare(metadata.UploadcareSettings{
 		PublicKey: ucPub, SecretKey: ucSecret, UploadURL: client.UploadURL, TTL: 30 * time.Minute,
 	}, client)

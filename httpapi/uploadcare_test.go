@@ -15,12 +15,9 @@ import (
 
 	"github.com/brokerdev/broker/auth"
 	"github.com/brokerdev/broker/config"
-	"github.com/brokerdev/broker/db"
 	"github.com/brokerdev/broker/emulator"
 	"github.com/brokerdev/broker/httpapi"
-	"github.com/brokerdev/broker/internal/testdb"
 	"github.com/brokerdev/broker/metadata"
-	"github.com/brokerdev/broker/provider/uploadcare"
 	"github.com/brokerdev/broker/signer"
 )
 
@@ -45,35 +42,16 @@ type ucStackOptions struct {
 func newUploadcareStack(t *testing.T, o ucStackOptions) *stack {
 	t.Helper()
 	ctx := context.Background()
-	dbURL := testdb.PostgresURL(t)
-	if err := db.MigratePostgres(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
-	store, err := db.OpenPostgres(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	emu, err := emulator.New(emulator.Options{
-		Uploadcare:              &emulator.UploadcareProject{PublicKey: ucPub, SecretKey: ucSecret, SignedUploads: true},
-		MaxBodyBytes:            o.emuMaxBody,
-		NotificationRetryDelays: []time.Duration{},
+	store := migratedStore(t)
+	emu, emuURL := serveEmulator(t, emulator.Options{
+		Uploadcare:   &emulator.UploadcareProject{PublicKey: ucPub, SecretKey: ucSecret, SignedUploads: true},
+		MaxBodyBytes: o.emuMaxBody,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuSrv := httptest.NewServer(emu.Handler())
-	t.Cleanup(emuSrv.Close)
-	t.Cleanup(func() { _ = emu.Close() })
 	secret := o.brokerSecret
 	if secret == "" {
 		secret = ucSecret
 	}
-	client := &uploadcare.Client{
-		PublicKey: ucPub, SecretKey: secret,
-		UploadURL: emuSrv.URL + "/uploadcare/upload", APIURL: emuSrv.URL + "/uploadcare/api", CDNURL: emuSrv.URL + "/uploadcare/cdn",
-		HTTP: &http.Client{Timeout: 5 * time.Second},
-	}
+	client := uploadcareClient(emuURL, secret, &http.Client{Timeout: 5 * time.Second})
 	svc := &metadata.Service{Store: store, Uploadcare: metadata.NewUploadcare(metadata.UploadcareSettings{
 		PublicKey: ucPub, SecretKey: secret, UploadURL: client.UploadURL, TTL: 30 * time.Minute,
 	}, client)}
@@ -85,7 +63,7 @@ func newUploadcareStack(t *testing.T, o ucStackOptions) *stack {
 		Service: svc, Auth: verifier, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), UploadMaxBytes: ucLimit,
 	}))
 	t.Cleanup(srv.Close)
-	return &stack{t: t, URL: srv.URL, Emu: emu, EmuURL: emuSrv.URL, Store: store}
+	return &stack{t: t, URL: srv.URL, Emu: emu, EmuURL: emuURL, Store: store}
 }
 
 // uploadcareDirect gets a signature for user and uploads data to the
