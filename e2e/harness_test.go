@@ -3,18 +3,17 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/brokerdev/broker/internal/brokerproc"
 )
 
 // brokerBin is the binary built once for the package's tests.
@@ -35,11 +34,7 @@ func TestMain(m *testing.M) {
 	// Built as the Dockerfile builds it (static, paths trimmed), so every
 	// test runs what the image ships, and container_test.go's build with
 	// the Dockerfile's own line only links again.
-	build := exec.Command("go", "build", "-trimpath", "-o", brokerBin, "./cmd/broker")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Dir = repoRoot
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := brokerproc.Build(repoRoot, brokerBin, []string{"CGO_ENABLED=0"}, "-trimpath"); err != nil {
 		fmt.Fprintln(os.Stderr, "build broker:", err)
 		os.Exit(1)
 	}
@@ -48,21 +43,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// process is a running broker command.
+// process is a running broker command, stopped when its test ends.
 type process struct {
-	cmd  *exec.Cmd
-	Addr string // host:port it listens on
-	URL  string // http://Addr
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-// Output returns what the process printed so far.
-func (p *process) Output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
+	*brokerproc.Process
 }
 
 // start runs `broker args…` with exactly env (plus PATH/HOME) in an empty
@@ -77,66 +60,19 @@ func start(t *testing.T, env map[string]string, args ...string) *process {
 // across restarts (`broker dev`'s .broker folder).
 func startIn(t *testing.T, dir string, env map[string]string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(brokerBin, args...)
-	cmd.Dir = dir
-	cmd.Env = environ(env)
-	stdout, err := cmd.StdoutPipe()
+	bp, err := brokerproc.Start(brokerBin, dir, env, 30*time.Second, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = cmd.Stdout
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start broker %v: %v", args, err)
-	}
-	addrc := make(chan string, 1)
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.out.WriteString(line + "\n")
-			p.mu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && strings.HasSuffix(rec.Msg, "listening") && rec.Addr != "" {
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			}
-		}
-		_ = cmd.Wait()
-	}()
+	p := &process{bp}
 	t.Cleanup(func() { p.Stop(t) })
-	select {
-	case p.Addr = <-addrc:
-		p.URL = "http://" + p.Addr
-		return p
-	case <-p.done:
-		t.Fatalf("broker %v exited before listening:\n%s", args, p.Output())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("broker %v did not start within 30s:\n%s", args, p.Output())
-	}
-	return nil
+	return p
 }
 
-// Stop sends SIGTERM and waits for the process to exit.
+// Stop interrupts the process and waits for it to exit.
 func (p *process) Stop(t *testing.T) {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("broker did not stop within 20s after SIGINT:\n%s", p.Output())
+	if _, err := p.Process.Stop(os.Interrupt, 20*time.Second); err != nil {
+		t.Errorf("%v after SIGINT:\n%s", err, p.Output())
 	}
 }
 
@@ -158,13 +94,7 @@ func runBroker(t *testing.T, env map[string]string, args ...string) (stdout, std
 	return o.String(), e.String(), code
 }
 
-func environ(env map[string]string) []string {
-	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
+func environ(env map[string]string) []string { return brokerproc.Environ(env) }
 
 // token issues a JWT for user with the test secret.
 func token(t *testing.T, user string) string {

@@ -182,7 +182,7 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 		t.Errorf("GET /files with the database back: %d %s", r.Status, r.Raw)
 	}
 	select {
-	case <-broker.done:
+	case <-broker.Done():
 		t.Errorf("the broker exited: %s", broker.Output())
 	default:
 	}
@@ -406,7 +406,7 @@ func TestGracefulShutdown(t *testing.T) {
 		return metricValue(t, text, "broker_http_requests_in_flight") >= 2
 	})
 
-	if err := broker.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := broker.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the broker to refuse new connections", func() bool {
@@ -420,7 +420,7 @@ func TestGracefulShutdown(t *testing.T) {
 	select {
 	case r := <-done:
 		t.Fatalf("the save ended before its body was sent: %+v", r)
-	case <-broker.done:
+	case <-broker.Done():
 		t.Fatalf("the broker exited with a request in flight:\n%s", broker.Output())
 	default:
 	}
@@ -434,11 +434,11 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("the save in flight at SIGTERM: %d %s %v, want 201", r.status, r.raw, r.err)
 	}
 	select {
-	case <-broker.done:
+	case <-broker.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the broker did not exit after its last request:\n%s", broker.Output())
 	}
-	if code := broker.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := broker.ExitCode(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0:\n%s", code, broker.Output())
 	}
 	for _, want := range []string{`"msg":"shutting down: finishing requests in flight"`, `"msg":"stopped: every request in flight finished"`} {

@@ -304,16 +304,16 @@ func TestBadInputCorpus(t *testing.T) {
 		t.Errorf("the refused requests changed the database: %+v, before %+v", after, before)
 	}
 	if r, err := get(c, b.URL+"/healthz", ""); err != nil || r.Status != http.StatusOK {
-		t.Fatalf("broker is not healthy after the corpus: %v %v\n%s", r, err, b.output())
+		t.Fatalf("broker is not healthy after the corpus: %v %v\n%s", r, err, b.Output())
 	}
-	if strings.Contains(b.output(), `"status":500`) || strings.Contains(b.output(), `"msg":"panic"`) {
-		t.Errorf("the broker logged a 500 or a panic:\n%s", b.output())
+	if strings.Contains(b.Output(), `"status":500`) || strings.Contains(b.Output(), `"msg":"panic"`) {
+		t.Errorf("the broker logged a 500 or a panic:\n%s", b.Output())
 	}
 	t.Logf("%d hostile requests refused with their codes; %d rows unchanged", len(cases), before.Rows)
 
 	hostileButValid(t, c, b.URL, view)
 	if os.Getenv("RELIABILITY_VERBOSE") != "" {
-		t.Log(b.output())
+		t.Log(b.Output())
 	}
 }
 

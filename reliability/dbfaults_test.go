@@ -51,7 +51,7 @@ func TestDatabaseStopsDuringSaves(t *testing.T) {
 				load.mu.Lock()
 				ready.mu.Lock()
 				t.Fatalf("outage %d: after a minute, saves %v (%d pending, problems %q), readyz %v %q\n%s",
-					i+1, load.statuses, load.pending.Load(), load.problems, ready.statuses, ready.problems, b.output())
+					i+1, load.statuses, load.pending.Load(), load.problems, ready.statuses, ready.problems, b.Output())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -1,7 +1,6 @@
 package reliability
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -30,6 +28,7 @@ import (
 	"github.com/brokerdev/broker/db"
 	"github.com/brokerdev/broker/emulator"
 	"github.com/brokerdev/broker/httpapi"
+	"github.com/brokerdev/broker/internal/brokerproc"
 	"github.com/brokerdev/broker/metadata"
 	"github.com/brokerdev/broker/provider/cloudinary"
 	"github.com/brokerdev/broker/provider/uploadcare"
@@ -78,12 +77,7 @@ func brokerBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binPath = filepath.Join(binDir, "broker")
-		build := exec.Command("go", "build", "-o", binPath, "./cmd/broker")
-		build.Dir = repoRoot
-		out, err := build.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/broker: %w\n%s", err, out)
-		}
+		buildErr = brokerproc.Build(repoRoot, binPath, nil)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -93,17 +87,7 @@ func brokerBinary(t testing.TB) string {
 
 // brokerProc is a running `broker serve`.
 type brokerProc struct {
-	cmd  *exec.Cmd
-	URL  string
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{} // closed once the process has exited
-}
-
-func (p *brokerProc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
+	*brokerproc.Process
 }
 
 // startBroker runs `broker serve` with exactly env (plus PATH and HOME) in
@@ -111,77 +95,25 @@ func (p *brokerProc) output() string {
 // "listening" line to learn the address. It is terminated when t ends.
 func startBroker(t testing.TB, env map[string]string) *brokerProc {
 	t.Helper()
-	cmd := exec.Command(brokerBinary(t), "serve")
-	cmd.Dir = t.TempDir()
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stdout, err := cmd.StdoutPipe()
+	bp, err := brokerproc.Start(brokerBinary(t), t.TempDir(), env, 60*time.Second, "serve")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = cmd.Stdout
-	p := &brokerProc{cmd: cmd, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.out.WriteString(line + "\n")
-			p.mu.Unlock()
-			var rec struct {
-				Msg, Addr string
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && strings.HasSuffix(rec.Msg, "listening") && rec.Addr != "" {
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			}
-		}
-		_ = cmd.Wait()
-		close(p.done)
-	}()
+	p := &brokerProc{bp}
 	t.Cleanup(func() {
 		if code := p.terminate(); code != 0 && !t.Failed() {
-			t.Errorf("broker exited with status %d:\n%s", code, p.output())
+			t.Errorf("broker exited with status %d:\n%s", code, p.Output())
 		}
 	})
-	select {
-	case addr := <-addrc:
-		p.URL = "http://" + addr
-		return p
-	case <-p.done:
-		t.Fatalf("broker exited before listening:\n%s", p.output())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("broker did not start within 60s:\n%s", p.output())
-	}
-	return nil
+	return p
 }
 
 // terminate sends SIGTERM (once) and returns the exit status; a broker
 // that does not stop within 45 s (its own drain limit is 30 s) is killed
 // and reported as -1.
 func (p *brokerProc) terminate() int {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(45 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			return -1
-		}
-	}
-	return p.cmd.ProcessState.ExitCode()
+	code, _ := p.Stop(syscall.SIGTERM, 45*time.Second)
+	return code
 }
 
 // brokerEnv is the configuration of a broker on dbURL with both providers

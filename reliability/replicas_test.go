@@ -259,7 +259,7 @@ func TestThreeReplicasOneDatabase(t *testing.T) {
 		len(assets), cldAssets, ucAssets, users, saves, dup.sent/len(urls), dup.sent, dup.statuses, total)
 	for _, b := range replicas {
 		if code := b.terminate(); code != 0 {
-			t.Errorf("replica exited %d:\n%s", code, b.output())
+			t.Errorf("replica exited %d:\n%s", code, b.Output())
 		}
 	}
 }

@@ -95,19 +95,19 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}()
 	}
 	waitFor(t, "some fast saves", 30*time.Second, func() bool { return answered.Load() >= 20 })
-	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := b.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	signalled := time.Now()
 	wg.Wait()
 
 	select {
-	case <-b.done:
+	case <-b.Done():
 	case <-time.After(45 * time.Second):
-		t.Fatalf("the broker did not exit within 45 s of SIGTERM:\n%s", b.output())
+		t.Fatalf("the broker did not exit within 45 s of SIGTERM:\n%s", b.Output())
 	}
-	if code := b.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit status %d after SIGTERM:\n%s", code, b.output())
+	if code := b.ExitCode(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM:\n%s", code, b.Output())
 	}
 	exited := time.Since(signalled)
 
@@ -150,11 +150,11 @@ func TestShutdownUnderLoad(t *testing.T) {
 	if len(recorded) != ok+completedSlow {
 		t.Errorf("%d records, %d saves answered 201", len(recorded), ok+completedSlow)
 	}
-	if !strings.Contains(b.output(), "shutting down") {
-		t.Errorf("no shutdown line in the log:\n%s", b.output())
+	if !strings.Contains(b.Output(), "shutting down") {
+		t.Errorf("no shutdown line in the log:\n%s", b.Output())
 	}
 	if testing.Verbose() {
-		lines := strings.Split(strings.TrimSpace(b.output()), "\n")
+		lines := strings.Split(strings.TrimSpace(b.Output()), "\n")
 		t.Log(strings.Join(lines[max(0, len(lines)-14):], "\n"))
 	}
 	t.Logf("SIGTERM with %d slow saves in flight and %d workers of fast saves: %d slow and %d fast saves completed and recorded, %d refused at the connection afterwards; exit 0 after %s",
