@@ -731,14 +731,16 @@ func hookReceiver(t *testing.T, failFirst int) (*httptest.Server, <-chan receive
 	return srv, ch
 }
 
-func next(t *testing.T, ch <-chan received) received {
+// receive waits for what a hook receiver of either provider got next.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case r := <-ch:
 		return r
 	case <-time.After(5 * time.Second):
-		t.Fatal("no notification arrived")
-		return received{}
+		t.Fatalf("no %s arrived", what)
+		var zero T
+		return zero
 	}
 }
 
@@ -751,7 +753,7 @@ func TestNotificationsSignedAndRetried(t *testing.T) {
 		t.Fatalf("upload: %d %s", up.status, up.body)
 	}
 
-	first, second := next(t, ch), next(t, ch) // the first got a 500
+	first, second := receive(t, ch, "notification"), receive(t, ch, "notification") // the first got a 500
 	if !bytes.Equal(first.body, second.body) {
 		t.Errorf("retry sent a different body")
 	}
@@ -776,7 +778,7 @@ func TestNotificationsSignedAndRetried(t *testing.T) {
 	if a := postMultipart(t, env.api("image", "destroy"), del, "", nil); string(a.body) != `{"result":"ok"}` {
 		t.Fatalf("destroy: %d %s", a.status, a.body)
 	}
-	got := next(t, ch)
+	got := receive(t, ch, "notification")
 	if !signer.VerifyCloudinaryNotification(got.body, got.timestamp, got.signature, testSecret, signer.SHA1) {
 		t.Errorf("delete notification signature does not verify")
 	}
@@ -802,7 +804,7 @@ func TestNotificationGivesUpAfterRetries(t *testing.T) {
 	params := map[string]string{"timestamp": "1700000000", "public_id": "n/fail", "notification_url": hook.URL}
 	postMultipart(t, env.api("image", "upload"), sign(params, signer.SHA1, 2), "x.png", pngBytes(t, 1, 1))
 	for range 4 { // one attempt and three retries
-		next(t, ch)
+		receive(t, ch, "notification")
 	}
 	select {
 	case <-ch:

@@ -585,7 +585,7 @@ func TestUCUnstoredFilesExpire(t *testing.T) {
 	storedLater := env.uploadUC(t, "0", []byte("kept"), "k.txt")
 	stored := env.uploadUC(t, "1", []byte("stored"), "s.txt")
 	for range 3 {
-		if ev := ucNextHook(t, ch); ev.event != "file.uploaded" {
+		if ev := receive(t, ch, "webhook"); ev.event != "file.uploaded" {
 			t.Fatalf("event %q", ev.event)
 		}
 	}
@@ -593,7 +593,7 @@ func TestUCUnstoredFilesExpire(t *testing.T) {
 	if a := ucREST(t, "PUT", env.ucAPI("/files/"+storedLater+"/storage/"), simple, "", ""); a.status != 200 {
 		t.Fatalf("store: %d %s", a.status, a.body)
 	}
-	if ev := ucNextHook(t, ch); ev.event != "file.stored" || ev.uuid != storedLater {
+	if ev := receive(t, ch, "webhook"); ev.event != "file.stored" || ev.uuid != storedLater {
 		t.Fatalf("event %+v", ev)
 	}
 
@@ -611,7 +611,7 @@ func TestUCUnstoredFilesExpire(t *testing.T) {
 		t.Errorf("REST of an expired file: %d %s", a.status, a.body)
 	}
 	wantDetail(t, ucREST(t, "PUT", env.ucAPI("/files/"+unstored+"/storage/"), simple, "", ""), 404, "Not found.")
-	ev := ucNextHook(t, ch)
+	ev := receive(t, ch, "webhook")
 	if ev.event != "file.deleted" || ev.uuid != unstored || ev.initiator != "system" {
 		t.Errorf("expiry webhook %+v", ev)
 	}
@@ -660,17 +660,6 @@ func ucHookReceiver(t *testing.T) (*httptest.Server, <-chan ucHookEvent) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv, ch
-}
-
-func ucNextHook(t *testing.T, ch <-chan ucHookEvent) ucHookEvent {
-	t.Helper()
-	select {
-	case ev := <-ch:
-		return ev
-	case <-time.After(5 * time.Second):
-		t.Fatal("no webhook arrived")
-		return ucHookEvent{}
-	}
 }
 
 func TestUCUploadFaultKeepsTheEnvelope(t *testing.T) {
