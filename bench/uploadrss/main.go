@@ -43,6 +43,7 @@ import (
 
 	"github.com/brokerdev/broker/auth"
 	"github.com/brokerdev/broker/emulator"
+	"github.com/brokerdev/broker/internal/brokerproc"
 	"github.com/brokerdev/broker/internal/testdb"
 )
 
@@ -87,10 +88,7 @@ func run(sizeList, binary string) error {
 	if binary == "" {
 		binary = filepath.Join(work, "broker")
 		fmt.Println("building the broker…")
-		build := exec.Command("go", "build", "-o", binary, "./cmd/broker")
-		build.Dir = repoRoot()
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
+		if err := brokerproc.Build(repoRoot(), binary, nil); err != nil {
 			return fmt.Errorf("build broker: %w", err)
 		}
 	}
